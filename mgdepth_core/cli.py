@@ -1,0 +1,64 @@
+"""``mgdepth <verb>``: the command-line entry point.
+
+Each verb is a module in :mod:`mgdepth_core.commands` that defines ``HELP`` (one line),
+``add_arguments(parser)`` and ``run(args) -> int``. Verbs are discovered, so adding a module adds a verb.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import pkgutil
+import sys
+
+from mgdepth_core import __version__, commands
+from mgdepth_core.config import ConfigError
+
+
+def _verbs() -> dict[str, object]:
+    found = {}
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda i: i.name):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{commands.__name__}.{info.name}")
+        found[info.name.replace("_", "-")] = module
+    return found
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mgdepth",
+        description="Motion-aware self-supervised monocular depth (Manydepth2, Manydepth, Dyna-DM).",
+    )
+    parser.add_argument("--version", action="version", version=f"mgdepth {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="verb", metavar="<verb>")
+    for name, module in _verbs().items():
+        verb_parser = sub.add_parser(name, help=module.HELP, description=module.HELP,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        module.add_arguments(verb_parser)
+        verb_parser.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "verb", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except (ConfigError, FileNotFoundError, ValueError) as exc:
+        print(f"mgdepth {args.verb}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"mgdepth {args.verb}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

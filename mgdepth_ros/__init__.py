@@ -1,0 +1,1 @@
+"""ROS 2 face of mgdepth: nodes, message conversions and bag tools."""

@@ -1,0 +1,71 @@
+"""mgdepth_ros: one ROS 2 (ament_python) package holding mgdepth_core (no ROS) and mgdepth_ros (rclpy nodes)."""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "mgdepth_ros"
+
+
+def version() -> str:
+    scope: dict = {}
+    with open("mgdepth_core/__init__.py") as handle:
+        exec(handle.read(), scope)
+    return scope["__version__"]
+
+
+setup(
+    name=PACKAGE,
+    version=version(),
+    description="Motion-aware self-supervised monocular depth (Manydepth2, Manydepth, Dyna-DM) for ROS 2",
+    license="MIT",
+    python_requires=">=3.10",
+    packages=find_packages(include=["mgdepth_core", "mgdepth_core.*", "mgdepth_ros", "mgdepth_ros.*"]),
+    package_data={"mgdepth_core": ["data/splits/*/*.txt", "configs/*.yaml"]},
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.rviz")),
+    ],
+    install_requires=[
+        "torch==2.14.1",
+        "torchvision==0.29.1",
+        "numpy>=1.26",
+        "opencv-python-headless>=4.8",
+        "kornia>=0.7",
+        "rosbags>=0.10",
+        "rosbags-image>=0.10",
+        "tqdm>=4.60",
+        "tensorboard>=2.14",
+        "pyyaml>=6",
+        "setuptools",
+    ],
+    extras_require={
+        # ROS 2 Jazzy from PyPI (a ROS install provides these through rosdep instead).
+        "ros": [
+            "ros-jazzy-rclpy[fastrtps]",
+            "ros-jazzy-sensor-msgs",
+            "ros-jazzy-std-msgs",
+            "ros-jazzy-geometry-msgs",
+            "ros-jazzy-nav-msgs",
+            "ros-jazzy-visualization-msgs",
+        ],
+        "dev": [
+            "pytest>=8",
+            "pytest-timeout",
+            "ruff>=0.5",
+            "colcon-core",
+            "colcon-ros",
+            "colcon-python-setup-py",
+            "colcon-library-path",
+            "colcon-package-information",
+        ],
+    },
+    zip_safe=True,
+    entry_points={
+        "console_scripts": [
+            "mgdepth = mgdepth_core.cli:main",
+        ],
+    },
+)

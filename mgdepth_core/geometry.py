@@ -114,13 +114,18 @@ def invert_pose(T: torch.Tensor) -> torch.Tensor:
 
 
 def reproject(depth: torch.Tensor, T_source_target: torch.Tensor, K: torch.Tensor,
-              K_source: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+              K_source: torch.Tensor | None = None, point_offsets: torch.Tensor | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor]:
     """Where each target pixel lands in the source camera.
 
     ``depth``: B×1×H×W target depth, metres; ``T_source_target``: B×4×4; ``K``: B×3×3 for the target image;
-    ``K_source`` defaults to ``K``. Returns (pixels B×2×H×W in the source image, z B×1×H×W in the source camera).
+    ``K_source`` defaults to ``K``. ``point_offsets`` (B×3×H×W metres, source camera axes) moves individual
+    points after the rigid motion: Dyna-DM's object translations (eq. 3). Returns (pixels B×2×H×W in the
+    source image, z B×1×H×W in the source camera).
     """
     points = transform_points(T_source_target, backproject(depth, torch.linalg.inv(K)))
+    if point_offsets is not None:
+        points = points + point_offsets
     return project(points, K if K_source is None else K_source)
 
 
@@ -145,13 +150,15 @@ def in_image(pixels: torch.Tensor, height: int, width: int, margin: float = 0.0)
 
 
 def inverse_warp(source: torch.Tensor, depth: torch.Tensor, T_source_target: torch.Tensor, K: torch.Tensor,
-                 padding_mode: str = "border") -> tuple[torch.Tensor, torch.Tensor]:
+                 padding_mode: str = "border", point_offsets: torch.Tensor | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Synthesise the target view from a source image (backward warping).
 
-    ``source``: B×C×H×W; ``depth``: B×1×H×W target depth, metres; ``T_source_target``: B×4×4; ``K``: B×3×3.
+    ``source``: B×C×H×W; ``depth``: B×1×H×W target depth, metres; ``T_source_target``: B×4×4; ``K``: B×3×3;
+    ``point_offsets``: optional per-pixel object translation (see :func:`reproject`).
     Returns (warped B×C×H×W, valid B×1×H×W bool: landed inside the source image and in front of the camera).
     """
-    pixels, z = reproject(depth, T_source_target, K)
+    pixels, z = reproject(depth, T_source_target, K, point_offsets=point_offsets)
     warped = sample(source, pixels, padding_mode=padding_mode)
     valid = in_image(pixels, *source.shape[-2:]) & (z > 0)
     return warped, valid

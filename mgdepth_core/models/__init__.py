@@ -1,0 +1,52 @@
+"""Networks: encoders, cost volumes, decoders, pose and object-motion nets, optical flow, instance segmentation.
+
+:func:`build_model` returns a :class:`~mgdepth_core.models.base.MultiFrameDepthModel` for
+``ModelConfig.method`` ("manydepth" or "manydepth2"); the trainer, the evaluator and the DepthEstimator only talk
+to that interface, so the two methods are a flag apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from mgdepth_core.config import option
+
+
+@dataclass
+class ModelConfig:
+    """Architecture of the multi-frame depth model (student), its single-frame teacher and the pose net."""
+
+    method: Literal["manydepth", "manydepth2"] = option("manydepth2", "manydepth (ResNet + cost volume) or "
+                                                        "manydepth2 (flow, static reference, HRNet)")
+    height: int = option(192, "network input height in pixels (multiple of 32)")
+    width: int = option(640, "network input width in pixels (multiple of 32)")
+    num_layers: int = option(18, "ResNet depth for Manydepth's encoders and the pose encoder: 18 or 50")
+    pretrained: bool = option(True, "initialise encoders from ImageNet weights when they are on disk")
+    num_depth_bins: int = option(96, "number of depth hypotheses in the cost volume")
+    depth_binning: Literal["linear", "inverse"] = option("linear", "bins spaced linearly in depth or in inverse depth")
+    min_depth: float = option(0.1, "smallest depth the disparity head can express, metres")
+    max_depth: float = option(100.0, "largest depth the disparity head can express, metres")
+    min_depth_bin: float = option(0.1, "initial nearest cost-volume bin, metres (tracked during training)")
+    max_depth_bin: float = option(10.0, "initial farthest cost-volume bin, metres (tracked during training)")
+    flow: Literal["gmflow", "raft_small", "raft_large", "none"] = option(
+        "gmflow", "Manydepth2 optical flow network (none = Manydepth2-NF)")
+    flow_weights: str = option("", "optical flow checkpoint; empty = torchvision's RAFT weights or the GMFlow "
+                                   "Sintel checkpoint from the usual places")
+    static_reference: Literal["paper", "release"] = option(
+        "paper", "paper: rigid flow in pixels as the method intends; release: reproduce the released code's "
+                 "normalised-coordinate bug (needed for official Manydepth2 checkpoints' published numbers)")
+    static_reference_blend: float = option(0.25, "weight of the static reference frame in the lookup image")
+    motion_threshold_px: float = option(10.0, "optical-minus-rigid flow above this (1/4-res pixels) is motion")
+    flow_start_epoch: int = option(6, "epoch from which the static reference frame is used during training")
+
+
+def build_model(config: ModelConfig):
+    """The multi-frame depth model for ``config.method``."""
+    if config.method == "manydepth":
+        from mgdepth_core.models.manydepth import ManydepthModel
+        return ManydepthModel(config)
+    if config.method == "manydepth2":
+        from mgdepth_core.models.manydepth2 import Manydepth2Model
+        return Manydepth2Model(config)
+    raise ValueError(f"unknown method {config.method!r}; choose manydepth or manydepth2")

@@ -1,0 +1,49 @@
+"""The interface every multi-frame depth model offers to the trainer, the evaluator and the DepthEstimator."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class MultiFrameDepthModel(nn.Module):
+    """A Manydepth-family model: multi-frame student, single-frame teacher, pose net, adaptive depth bins.
+
+    Sub-modules (names match the official checkpoint files): ``encoder`` + ``depth`` (student),
+    ``mono_encoder`` + ``mono_depth`` (teacher), ``pose_encoder`` + ``pose``. Buffers ``min_depth_bin`` and
+    ``max_depth_bin`` (0-d, metres) hold the tracked cost-volume range and are saved with the weights.
+
+    Images are B×3×H×W in [0, 1] at the model's resolution; ``K`` is B×3×3 in pixels of that resolution.
+    Outputs are dicts keyed like Monodepth2: ``("disp", s)`` is the sigmoid disparity at 1/2^s resolution,
+    s = 0..3.
+    """
+
+    method: str
+
+    def relative_pose(self, target: torch.Tensor, source: torch.Tensor, source_is_before: bool) -> torch.Tensor:
+        """``T_source_target`` (B×4×4) from the pose net, fed in temporal order as Manydepth does."""
+        raise NotImplementedError
+
+    def teacher_forward(self, image: torch.Tensor) -> dict:
+        """Single-frame teacher: ``{("disp", s): B×1×H/2^s×W/2^s}``."""
+        raise NotImplementedError
+
+    def multi_frame_forward(self, image: torch.Tensor, lookup: torch.Tensor, T_lookup_current: torch.Tensor,
+                            K: torch.Tensor, **context) -> dict:
+        """Student: disparities plus ``"lowest_cost"`` and ``"confidence_mask"`` (B×1×H/4×W/4).
+
+        ``context`` carries what a method needs beyond Manydepth's inputs and is ignored by those that do not:
+        ``teacher_depth`` (B×1×H×W metres, detached), ``raw_image``/``raw_lookup`` (un-augmented frames for
+        optical flow), ``flow`` (B×2×H/4×W/4, 1/4-res pixels, when the caller cached it), ``epoch``.
+        """
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def update_depth_bins(self, teacher_depth: torch.Tensor, momentum: float = 0.99) -> None:
+        """Track the cost-volume range from the teacher's depth (B×1×H×W metres), Manydepth's EMA rule."""
+        d_min = teacher_depth.flatten(1).min(1).values.mean()
+        d_max = teacher_depth.flatten(1).max(1).values.mean()
+        d_min = torch.clamp(0.9 * d_min, min=0.1)
+        d_max = 1.1 * d_max
+        self.min_depth_bin.mul_(momentum).add_((1 - momentum) * d_min)
+        self.max_depth_bin.mul_(momentum).add_((1 - momentum) * d_max)

@@ -7,6 +7,7 @@ has a default and a one-line doc. Nested dataclasses are allowed. Build one with
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
@@ -25,10 +26,7 @@ class ConfigError(ValueError):
 def option(default: Any, doc: str, **kwargs: Any) -> Any:
     """A dataclass field with a default and a one-line doc (shown by ``mgdepth ... --help`` and in dumps)."""
     if isinstance(default, (list, dict, set)) or dataclasses.is_dataclass(default):
-        value = default
-        factory = (lambda: type(value)(value)) if not dataclasses.is_dataclass(value) else (
-            lambda: dataclasses.replace(value))
-        return dataclasses.field(default_factory=factory, metadata={"doc": doc}, **kwargs)
+        return dataclasses.field(default_factory=lambda: copy.deepcopy(default), metadata={"doc": doc}, **kwargs)
     return dataclasses.field(default=default, metadata={"doc": doc}, **kwargs)
 
 

@@ -39,6 +39,7 @@ setup(
         "tqdm>=4.60",
         "tensorboard>=2.14",
         "pyyaml>=6",
+        "timm>=1.0",
         "setuptools",
     ],
     extras_require={

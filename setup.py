@@ -55,6 +55,7 @@ setup(
         "dev": [
             "pytest>=8",
             "pytest-timeout",
+            "manydepth==1.0.0", "matplotlib", "six",  # the original Manydepth: test/benchmark oracle only
             "ruff>=0.5",
             "colcon-core",
             "colcon-ros",

@@ -21,7 +21,9 @@ class ModelConfig:
                                                         "manydepth2 (flow, static reference, HRNet)")
     height: int = option(192, "network input height in pixels (multiple of 32)")
     width: int = option(640, "network input width in pixels (multiple of 32)")
-    num_layers: int = option(18, "ResNet depth for Manydepth's encoders and the pose encoder: 18 or 50")
+    num_layers: int = option(18, "ResNet depth of Manydepth's multi-frame encoder: 18 or 50")
+    teacher_num_layers: int = option(18, "ResNet depth of Manydepth's single-frame teacher and of the pose "
+                                         "encoder: 18 (as in the release) or 50")
     pretrained: bool = option(True, "initialise encoders from ImageNet weights when they are on disk")
     num_depth_bins: int = option(96, "number of depth hypotheses in the cost volume")
     depth_binning: Literal["linear", "inverse"] = option("linear", "bins spaced linearly in depth or in inverse depth")

@@ -1,0 +1,158 @@
+"""Manydepth's multi-frame encoder: a ResNet with a plane-sweep cost volume inserted after ``layer1``.
+
+The cost volume is built at 1/4 resolution from the raw ``layer1`` features of the current and the lookup frame.
+It is accumulated a few depth bins at a time, so the B×bins×C×h×w warped-feature volume of the original code
+never exists; everything about it runs without gradients, as in the original.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mgdepth_core.geometry import pixel_grid
+from mgdepth_core.models.resnet import build_resnet, encoder_channels, normalise_image
+
+BORDER_PX = 2.0  # matches closer than this to either image border are not trusted (ResNet zero padding)
+
+
+def depth_bin_values(min_depth_bin: float | torch.Tensor, max_depth_bin: float | torch.Tensor, num_bins: int,
+                     binning: str = "linear") -> torch.Tensor:
+    """Depth hypotheses, ascending, metres (float32, on the device of a tensor argument).
+
+    ``linear`` spaces them uniformly in depth, ``inverse`` uniformly in inverse depth.
+    """
+    device = max_depth_bin.device if isinstance(max_depth_bin, torch.Tensor) else None
+    low = torch.as_tensor(min_depth_bin, dtype=torch.float64, device=device)
+    high = torch.as_tensor(max_depth_bin, dtype=torch.float64, device=device)
+    steps = torch.linspace(0.0, 1.0, num_bins, dtype=torch.float64, device=device)
+    if binning == "linear":
+        bins = low + (high - low) * steps
+    elif binning == "inverse":
+        bins = 1.0 / (1.0 / high + (1.0 / low - 1.0 / high) * steps).flip(0)
+    else:
+        raise ValueError(f"depth_binning must be 'linear' or 'inverse', got {binning!r}")
+    return bins.float()
+
+
+@dataclass
+class CostVolume:
+    """Result of :func:`build_cost_volume`; maps are at the feature resolution h×w."""
+
+    volume: torch.Tensor  # B×D×h×w mean |Δfeature|, invalid entries max-filled, zeroed where not confident
+    confidence_mask: torch.Tensor  # B×1×h×w float, 1 where every depth hypothesis landed inside the lookup frame
+    best_depth: torch.Tensor  # B×1×h×w metres, the bin with the lowest cost (the nearest bin where none is valid)
+
+
+@torch.no_grad()
+def build_cost_volume(current: torch.Tensor, lookup: torch.Tensor, T_lookup_current: torch.Tensor,
+                      K: torch.Tensor, depth_bins: torch.Tensor, chunk_elements: int = 1 << 22) -> CostVolume:
+    """Plane-sweep L1 feature cost volume (Manydepth).
+
+    ``current``, ``lookup``: B×C×h×w features; ``T_lookup_current``: B×4×4 (current-camera points into the lookup
+    camera; an all-zero matrix marks a missing lookup frame, whose volume is then empty); ``K``: B×3×3 pixels of
+    the h×w feature map; ``depth_bins``: D ascending depths, metres. Entry (d, v, u) is the channel mean of
+    |lookup(warp of (u, v) at depth d) − current(u, v)|, valid where the warp lands at least 2 px inside the lookup
+    map, in front of the camera, and (u, v) is at least 2 px inside the current map. ``chunk_elements`` bounds the
+    size of the warped-feature block processed at once (bins per chunk = chunk_elements / (C·h·w)).
+    """
+    current = current.float()
+    lookup = lookup.float()
+    batch, channels, height, width = current.shape
+    num_bins = depth_bins.numel()
+    pixels = height * width
+    cost = current.new_zeros(batch, num_bins, pixels)
+
+    active = torch.count_nonzero(T_lookup_current.flatten(1), dim=1) > 0
+    if bool(active.any()):
+        index = active.nonzero().squeeze(1)
+        T = T_lookup_current[index].float()
+        K_active = K[index].float()
+        grid = pixel_grid(height, width, current.device).reshape(1, 3, pixels)
+        # A pixel at depth d lands at d·(K R K⁻¹ p) + K t (homogeneous), so one product serves every bin.
+        rays = K_active @ T[:, :3, :3] @ torch.linalg.inv(K_active) @ grid  # b×3×N
+        offset = K_active @ T[:, :3, 3:]  # b×3×1
+        u0, v0 = grid[0, 0], grid[0, 1]
+        inside_current = ((u0 >= BORDER_PX) & (u0 <= width - 1 - BORDER_PX)
+                          & (v0 >= BORDER_PX) & (v0 <= height - 1 - BORDER_PX))
+        current_flat = current[index].reshape(len(index), channels, 1, pixels)
+        lookup_active = lookup[index]
+        bins_per_chunk = max(1, chunk_elements // max(1, channels * pixels))
+        bins = depth_bins.to(current.device, torch.float32)
+        for start in range(0, num_bins, bins_per_chunk):
+            depths = bins[start:start + bins_per_chunk].view(1, -1, 1, 1)
+            chunk = depths.shape[1]
+            cam = rays.unsqueeze(1) * depths + offset.unsqueeze(1)  # b×k×3×N
+            z = cam[:, :, 2]
+            u = cam[:, :, 0] / (z + 1e-7)
+            v = cam[:, :, 1] / (z + 1e-7)
+            valid = ((u >= BORDER_PX) & (u <= width - BORDER_PX) & (v >= BORDER_PX) & (v <= height - BORDER_PX)
+                     & (z > 0) & inside_current)
+            sampling = torch.stack([u / (width - 1) * 2 - 1, v / (height - 1) * 2 - 1], dim=-1)
+            warped = F.grid_sample(lookup_active, sampling.view(len(index), chunk * height, width, 2),
+                                   mode="bilinear", padding_mode="zeros", align_corners=True)
+            warped = warped.view(len(index), channels, chunk, pixels).sub_(current_flat).abs_()
+            cost[index, start:start + chunk] = warped.mean(1) * valid
+
+    missing = cost == 0
+    cost = torch.where(missing, cost.amax(1, keepdim=True), cost)
+    confidence = (~missing).all(1, keepdim=True).float()
+    best_depth = depth_bins.to(cost.device, torch.float32)[cost.argmin(1, keepdim=True)]
+    return CostVolume(volume=(cost * confidence).view(batch, num_bins, height, width),
+                      confidence_mask=confidence.view(batch, 1, height, width),
+                      best_depth=best_depth.view(batch, 1, height, width))
+
+
+class ResnetEncoderMatching(nn.Module):
+    """ResNet encoder with Manydepth's cost volume after ``layer1``.
+
+    Sub-module names equal the official ``encoder.pth`` keys: ``layer0`` = (conv1, bn1, relu), ``layer1`` =
+    (maxpool, ResNet layer1), ``layer2..4``, ``prematching_conv`` (defined but never used, as in the release),
+    ``reduce_conv`` (fuses layer1 features with the volume).
+    """
+
+    def __init__(self, num_layers: int = 18, pretrained: bool = False, num_depth_bins: int = 96,
+                 depth_binning: str = "linear", chunk_elements: int = 1 << 22):
+        super().__init__()
+        self.num_ch_enc = encoder_channels(num_layers)
+        self.num_depth_bins = num_depth_bins
+        self.depth_binning = depth_binning
+        self.chunk_elements = chunk_elements
+        resnet = build_resnet(num_layers, pretrained)
+        self.layer0 = nn.Sequential(resnet.conv1, resnet.bn1, resnet.relu)
+        self.layer1 = nn.Sequential(resnet.maxpool, resnet.layer1)
+        self.layer2 = resnet.layer2
+        self.layer3 = resnet.layer3
+        self.layer4 = resnet.layer4
+        self.prematching_conv = nn.Sequential(nn.Conv2d(64, 16, kernel_size=1), nn.ReLU(inplace=True))
+        self.reduce_conv = nn.Sequential(
+            nn.Conv2d(self.num_ch_enc[1] + num_depth_bins, self.num_ch_enc[1], kernel_size=3, padding=1),
+            nn.ReLU(inplace=True))
+
+    def matching_features(self, image: torch.Tensor) -> list[torch.Tensor]:
+        """B×3×H×W in [0, 1] → [layer0 output (H/2), layer1 output (H/4, the matching features)]."""
+        features_0 = self.layer0(normalise_image(image))
+        return [features_0, self.layer1(features_0)]
+
+    def forward(self, image: torch.Tensor, lookup_features: torch.Tensor, T_lookup_current: torch.Tensor,
+                K_quarter: torch.Tensor, depth_bins: torch.Tensor) -> dict:
+        """Encode ``image`` (B×3×H×W) against the lookup frame's matching features (B×C×H/4×W/4).
+
+        ``K_quarter``: B×3×3 at 1/4 resolution; ``depth_bins``: D metres. Returns ``features`` (five maps),
+        ``matching_features`` (this frame's layer1 output, detached, for reuse as the next lookup),
+        ``lowest_cost`` (1 / best bin depth), ``cost_volume_depth`` (metres) and ``confidence_mask``,
+        all B×1×H/4×W/4.
+        """
+        features = self.matching_features(image)
+        volume = build_cost_volume(features[1], lookup_features, T_lookup_current, K_quarter, depth_bins,
+                                   self.chunk_elements)
+        fused = self.reduce_conv(torch.cat([features[1], volume.volume.to(features[1].dtype)], 1))
+        features.append(self.layer2(fused))
+        features.append(self.layer3(features[-1]))
+        features.append(self.layer4(features[-1]))
+        return {"features": features, "matching_features": features[1].detach(),
+                "lowest_cost": 1.0 / volume.best_depth, "cost_volume_depth": volume.best_depth,
+                "confidence_mask": volume.confidence_mask}

@@ -1,0 +1,403 @@
+"""Synthetic dynamic street scenes with exact depth, poses, instance maps and "moving" flags.
+
+A camera (1.5 m above the road, KITTI-like normalised intrinsics fx = 0.58·W, fy = 1.92·H) drives forward along a
+two-lane street between two building facades. The world holds boxes: parked cars at the kerbs and standing
+pedestrians (static), a car driving ahead in the ego lane, oncoming cars in the other lane and pedestrians crossing
+the street (moving). Everything is rendered analytically: vectorised ray–plane and ray–box intersections in numpy,
+Lambertian shading from a fixed sun and procedural textures anchored in world (or object) coordinates, so a
+static point looks the same from every frame and a photometric warp with the true depth and pose reproduces it.
+
+World frame: x right, y down, z forward (the camera's optical convention with no rotation); the road is the plane
+y = 1.5 m. Pixel (u, v) looks along K⁻¹·(u, v, 1) (pixel centres on integers); the returned depth is z along the
+optical axis in metres, 0 for sky pixels (nothing hit).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from mgdepth_core.data import MAX_INSTANCES, DataConfig
+from mgdepth_core.data.transforms import color_sample, draw_augmentation, flip_pose, maybe_flip
+
+PERSON, CAR = 1, 3  # COCO ids (torchvision numbering)
+CAMERA_HEIGHT = 1.5  # metres above the road
+ROAD_Y = CAMERA_HEIGHT
+LANE_X = 1.8  # centre of the ego (right) lane; the oncoming lane is at −LANE_X
+KERB_X = 5.5  # kerb line; sidewalks beyond it
+FACADE_X = 9.0  # building facades at x = ±FACADE_X
+FACADE_TOP_Y = ROAD_Y - 12.0  # facades are 12 m tall
+HELD_OUT_SEED_OFFSET = 1000  # val seeds start here above the train seeds, test seeds twice as far
+TEXTURE_SIZE = 128  # texels per side of each periodic texture
+SKY = 0  # material index of sky pixels (nothing hit)
+SKY_HORIZON = np.array([0.75, 0.82, 0.9], dtype=np.float32)
+SKY_ZENITH = np.array([0.35, 0.55, 0.85], dtype=np.float32)
+SUN = np.array([-0.45, -1.0, -0.35]) / np.linalg.norm([-0.45, -1.0, -0.35])  # towards the sun (y is down)
+
+
+@dataclass
+class SceneObject:
+    """One instance: boxes given relative to its anchor point, which moves linearly with time."""
+
+    instance_id: int
+    class_id: int
+    moving: bool
+    anchor: np.ndarray  # (3,) world position at frame 0, metres
+    velocity: np.ndarray  # (3,) metres per frame
+    boxes: list[tuple[np.ndarray, np.ndarray, int]]  # (lo, hi) offsets from the anchor, metres; material index
+
+
+def _periodic_noise(rng: np.random.Generator, size: int, min_wavelength: float) -> np.ndarray:
+    """size×size float32 in [0, 1]: tileable 1/f noise without wavelengths shorter than ``min_wavelength`` texels."""
+    freq = np.fft.fftfreq(size)
+    radius = np.sqrt(freq[:, None] ** 2 + freq[None, :] ** 2)
+    amplitude = np.where((radius > 0) & (radius <= 1.0 / min_wavelength), 1.0 / np.maximum(radius, 1e-6) ** 1.2, 0)
+    phase = rng.uniform(0, 2 * np.pi, (size, size))
+    field = np.real(np.fft.ifft2(amplitude * np.exp(1j * phase)))
+    field = (field - field.min()) / (field.max() - field.min())
+    return field.astype(np.float32)
+
+
+class SyntheticSequence:
+    """One deterministic sequence of ``num_frames`` frames at height×width, generated from ``seed``.
+
+    ``frame(i)`` renders frame i (0 ≤ i < num_frames). Rendering costs a few milliseconds at 320×96.
+    """
+
+    def __init__(self, seed: int, num_frames: int = 40, height: int = 96, width: int = 320,
+                 ego_speed_range: tuple[float, float] = (0.5, 1.5)):
+        if num_frames < 1 or height < 8 or width < 8:
+            raise ValueError(f"SyntheticSequence needs num_frames >= 1 and an image of at least 8×8, got "
+                             f"num_frames={num_frames}, {height}×{width}")
+        self.seed, self.num_frames, self.height, self.width = seed, num_frames, height, width
+        rng = np.random.default_rng(seed)
+        self.K = np.array([[0.58 * width, 0, 0.5 * width], [0, 1.92 * height, 0.5 * height], [0, 0, 1]],
+                          dtype=np.float64)
+        self.ego_speed = float(rng.uniform(*ego_speed_range))  # metres per frame
+        self._yaw = (rng.uniform(0.005, 0.02), rng.uniform(20, 60), rng.uniform(0, 2 * np.pi))
+        self._pitch = (rng.uniform(0.002, 0.006), rng.uniform(8, 20), rng.uniform(0, 2 * np.pi))
+        self._lateral = (rng.uniform(0.05, 0.3), rng.uniform(30, 80), rng.uniform(0, 2 * np.pi))
+        self._make_materials(rng)
+        self.objects = self._make_objects(rng)
+        self.classes = np.zeros(MAX_INSTANCES + 1, dtype=np.int64)
+        self.moving = np.zeros(MAX_INSTANCES + 1, dtype=bool)
+        for obj in self.objects:
+            self.classes[obj.instance_id] = obj.class_id
+            self.moving[obj.instance_id] = obj.moving
+        self.street_end = self.ego_speed * num_frames + 120.0  # a building closes the street (bounded depth)
+        v, u = np.mgrid[0:height, 0:width].astype(np.float32)
+        self._rays_camera = np.stack([(u - self.K[0, 2]) / self.K[0, 0], (v - self.K[1, 2]) / self.K[1, 1],
+                                      np.ones_like(u)], axis=-1).astype(np.float32)  # H×W×3, camera z = 1
+        self._face_shades = np.array([[_lambert(np.eye(3)[a] * s) for s in (-1.0, 1.0)] for a in range(3)],
+                                     dtype=np.float32)
+
+    # ----------------------------------------------------------------- scene description
+    def _make_materials(self, rng: np.random.Generator) -> None:
+        """Material table: base RGB colour (0..1), texture index, texel size (metres)."""
+        self.textures = np.stack([_periodic_noise(rng, TEXTURE_SIZE, w) for w in (3.0, 3.0, 4.0, 2.5, 3.0, 5.0)])
+        colours, texture_ids, texel_sizes = [], [], []
+
+        def add(colour, texture: int, texel: float) -> int:
+            colours.append(colour)
+            texture_ids.append(texture)
+            texel_sizes.append(texel)
+            return len(colours) - 1
+
+        add((0.0, 0.0, 0.0), 0, 1.0)  # SKY: coloured by _shade
+        self.road_material = add((0.36, 0.36, 0.38), 0, 0.15)
+        self.sidewalk_material = add((0.62, 0.58, 0.52), 1, 0.12)
+        self.facade_materials = tuple(add(tuple(rng.uniform(0.35, 0.8, 3)), 2, 0.2) for _ in range(3))
+        self._add_material = add
+        self._colours, self._texture_ids, self._texel_sizes = colours, texture_ids, texel_sizes
+
+    def _finish_materials(self) -> None:
+        self.material_colour = np.asarray(self._colours, dtype=np.float32)
+        self.material_texture = np.asarray(self._texture_ids, dtype=np.int64)
+        self.material_texel = np.asarray(self._texel_sizes, dtype=np.float32)
+
+    def _car(self, rng: np.random.Generator, instance_id: int, anchor, velocity, moving: bool) -> SceneObject:
+        length, width = rng.uniform(3.8, 4.8), rng.uniform(1.7, 1.9)
+        body = self._add_material(tuple(rng.uniform(0.1, 0.9, 3)), 3, 0.05)
+        cabin = self._add_material(tuple(np.array(self._colours[body]) * 0.5), 4, 0.05)
+        body_box = (np.array([-width / 2, -1.0, -length / 2]), np.array([width / 2, -0.25, length / 2]))
+        cabin_box = (np.array([-width / 2 + 0.1, -1.5, -length / 4]), np.array([width / 2 - 0.1, -1.0, length / 4]))
+        return SceneObject(instance_id, CAR, moving, np.array(anchor, float), np.array(velocity, float),
+                           [(body_box[0], body_box[1], body), (cabin_box[0], cabin_box[1], cabin)])
+
+    def _person(self, rng: np.random.Generator, instance_id: int, anchor, velocity, moving: bool) -> SceneObject:
+        clothes = self._add_material(tuple(rng.uniform(0.1, 0.9, 3)), 5, 0.04)
+        legs = self._add_material(tuple(rng.uniform(0.05, 0.4, 3)), 5, 0.04)
+        height = rng.uniform(1.6, 1.9)
+        torso = (np.array([-0.25, -height, -0.15]), np.array([0.25, -0.85, 0.15]), clothes)
+        lower = (np.array([-0.2, -0.85, -0.12]), np.array([0.2, 0.0, 0.12]), legs)
+        return SceneObject(instance_id, PERSON, moving, np.array(anchor, float), np.array(velocity, float),
+                           [torso, lower])
+
+    def _make_objects(self, rng: np.random.Generator) -> list[SceneObject]:
+        """Cars driving ahead / oncoming, pedestrians crossing, parked cars and standing people. Anchors sit on the
+        road (y = ROAD_Y), box offsets extend upwards (negative y)."""
+        objects: list[SceneObject] = []
+        route = self.ego_speed * self.num_frames + 60.0  # metres of street the camera can see during the sequence
+        next_id = iter(range(1, MAX_INSTANCES + 1))
+        if rng.random() < 0.8:  # a car ahead in the ego lane, slightly slower or faster than the camera
+            speed = self.ego_speed * rng.uniform(0.85, 1.3)
+            objects.append(self._car(rng, next(next_id), (LANE_X, ROAD_Y, rng.uniform(12, 25)), (0, 0, speed), True))
+        for _ in range(rng.integers(1, 4)):  # oncoming traffic in the other lane
+            start = rng.uniform(25, route + 40)
+            speed = rng.uniform(0.5, 1.5)
+            objects.append(self._car(rng, next(next_id), (-LANE_X, ROAD_Y, start), (0, 0, -speed), True))
+        crossings = []
+        for _ in range(rng.integers(1, 3)):  # pedestrians crossing the street ahead of the camera
+            crossing_z = rng.uniform(15, max(20.0, route - 30))
+            direction = rng.choice([-1.0, 1.0])
+            speed = rng.uniform(0.1, 0.18)  # 1.0–1.8 m/s at 10 frames/s
+            # timed so that the person is on the road during the sequence
+            start_x = -direction * rng.uniform(1.5, 6.5)
+            objects.append(self._person(rng, next(next_id), (start_x, ROAD_Y, crossing_z),
+                                        (direction * speed, 0, 0), True))
+            crossings.append(crossing_z)
+        z = rng.uniform(5, 12)
+        while z < route and len(objects) < MAX_INSTANCES - 2:  # parked cars at both kerbs, leaving crossings free
+            side = rng.choice([-1.0, 1.0])
+            if all(abs(z - c) > 4.0 for c in crossings):
+                objects.append(self._car(rng, next(next_id), (side * (KERB_X - 1.1), ROAD_Y, z), (0, 0, 0), False))
+            z += rng.uniform(6, 16)
+        for _ in range(rng.integers(1, 3)):  # people standing on the sidewalk
+            if len(objects) >= MAX_INSTANCES:
+                break
+            side = rng.choice([-1.0, 1.0])
+            objects.append(self._person(rng, next(next_id), (side * rng.uniform(6.2, 8.5), ROAD_Y,
+                                                              rng.uniform(10, route)), (0, 0, 0), False))
+        self._finish_materials()
+        return objects
+
+    # ----------------------------------------------------------------- poses
+    def camera_pose(self, index: int) -> np.ndarray:
+        """T_world_camera (4×4 float64) of frame ``index``: forward motion with gentle yaw, pitch and lane drift."""
+        yaw = self._yaw[0] * np.sin(2 * np.pi * index / self._yaw[1] + self._yaw[2])
+        pitch = self._pitch[0] * np.sin(2 * np.pi * index / self._pitch[1] + self._pitch[2])
+        cy, sy, cp, sp = np.cos(yaw), np.sin(yaw), np.cos(pitch), np.sin(pitch)
+        rot_yaw = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+        rot_pitch = np.array([[1, 0, 0], [0, cp, -sp], [0, sp, cp]])
+        T = np.eye(4)
+        T[:3, :3] = rot_yaw @ rot_pitch
+        lateral = self._lateral[0] * np.sin(2 * np.pi * index / self._lateral[1] + self._lateral[2])
+        T[:3, 3] = (LANE_X + lateral, 0.0, self.ego_speed * index)
+        return T
+
+    def relative_pose(self, frame: int, reference: int) -> np.ndarray:
+        """T_frame_reference (4×4): maps camera points of frame ``reference`` into the camera of ``frame``."""
+        return np.linalg.inv(self.camera_pose(frame)) @ self.camera_pose(reference)
+
+    # ----------------------------------------------------------------- rendering
+    def frame(self, index: int) -> dict:
+        """Render frame ``index``.
+
+        Returns a dict: ``image`` H×W×3 uint8 RGB, ``depth`` H×W float32 metres (0 = sky), ``K`` 3×3 float64,
+        ``T_world_camera`` 4×4 float64, ``instances`` H×W int64 (0 = background), ``moving`` (MAX_INSTANCES+1,)
+        bool and ``classes`` (MAX_INSTANCES+1,) int64 COCO ids, both indexed by instance id.
+        """
+        if not 0 <= index < self.num_frames:
+            raise IndexError(f"frame {index} outside 0..{self.num_frames - 1} of synthetic sequence seed={self.seed}")
+        T = self.camera_pose(index)
+        rotation, origin = T[:3, :3], T[:3, 3].astype(np.float32)
+        rays = self._rays_camera @ rotation.T.astype(np.float32)  # H×W×3 world directions, camera z component 1
+        rays[np.abs(rays) < 1e-9] = 1e-9
+        inv_rays = 1.0 / rays
+        shape = (self.height, self.width)
+        depth = np.empty(shape, dtype=np.float32)
+        material = np.empty(shape, dtype=np.int64)
+        tex_a, tex_b, shade = (np.empty(shape, dtype=np.float32) for _ in range(3))
+        instances = np.zeros(shape, dtype=np.int64)
+
+        self._render_planes(rays, origin, depth, material, tex_a, tex_b, shade)
+        for obj in self.objects:
+            anchor = obj.anchor + obj.velocity * index
+            for lo, hi, box_material in obj.boxes:
+                self._render_box(anchor + lo, anchor + hi, anchor, obj.instance_id, box_material, rays, inv_rays,
+                                 T, depth, material, tex_a, tex_b, shade, instances)
+
+        image = self._shade(rays, material, tex_a, tex_b, shade)
+        depth[~np.isfinite(depth)] = 0.0
+        return {"image": image, "depth": depth, "K": self.K.copy(), "T_world_camera": T, "instances": instances,
+                "moving": self.moving.copy(), "classes": self.classes.copy()}
+
+    def _render_planes(self, rays, origin, depth, material, tex_a, tex_b, shade) -> None:
+        """Road/sidewalk (y = ROAD_Y), the two facades (x = ±FACADE_X, up to FACADE_TOP_Y) and the building that
+        closes the street (z = self.street_end)."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t_road = np.where(rays[..., 1] > 1e-6, (ROAD_Y - origin[1]) / rays[..., 1], np.inf)
+            left = rays[..., 0] < 0
+            t_wall = (np.where(left, -FACADE_X, FACADE_X) - origin[0]) / rays[..., 0]
+            t_end = (self.street_end - origin[2]) / rays[..., 2]
+        t_wall = np.where((t_wall > 0) & (origin[1] + t_wall * rays[..., 1] >= FACADE_TOP_Y), t_wall, np.inf)
+        t_end = np.where((t_end > 0) & (origin[1] + t_end * rays[..., 1] >= FACADE_TOP_Y), t_end, np.inf)
+        road = np.isfinite(t_road) & (t_road <= t_wall) & (t_road <= t_end)
+        end = ~road & (t_end < t_wall)
+        wall = ~road & ~end & np.isfinite(t_wall)
+        hit_t = np.where(road, t_road, np.minimum(t_wall, t_end))
+        depth[...] = hit_t
+        point = origin + np.where(np.isfinite(hit_t), hit_t, 0)[..., None] * rays
+        sidewalk = np.abs(point[..., 0]) > KERB_X
+        material[...] = np.where(road, np.where(sidewalk, self.sidewalk_material, self.road_material),
+                                 np.where(wall, np.where(left, self.facade_materials[0], self.facade_materials[1]),
+                                          np.where(end, self.facade_materials[2], SKY)))
+        tex_a[...] = np.where(road, point[..., 0], np.where(wall, point[..., 2], point[..., 0]))
+        tex_b[...] = np.where(road, point[..., 2], point[..., 1])
+        shade[...] = np.where(road, _lambert(np.array([0.0, -1.0, 0.0])), np.where(
+            wall, np.where(left, _lambert(np.array([1.0, 0, 0])), _lambert(np.array([-1.0, 0, 0]))),
+            _lambert(np.array([0.0, 0, -1.0]))))
+
+    def _screen_rect(self, lo, hi, T) -> tuple[int, int, int, int] | None:
+        """Conservative pixel rectangle (v0, v1, u0, u1) covering the box, or None when it is behind the camera."""
+        corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+        camera = (corners - T[:3, 3]) @ T[:3, :3]
+        z = camera[:, 2]
+        if np.all(z < 0.05):
+            return None
+        if np.any(z < 0.05):
+            return 0, self.height, 0, self.width
+        u = self.K[0, 0] * camera[:, 0] / z + self.K[0, 2]
+        v = self.K[1, 1] * camera[:, 1] / z + self.K[1, 2]
+        u0, u1 = max(int(np.floor(u.min())) - 1, 0), min(int(np.ceil(u.max())) + 2, self.width)
+        v0, v1 = max(int(np.floor(v.min())) - 1, 0), min(int(np.ceil(v.max())) + 2, self.height)
+        if u0 >= u1 or v0 >= v1:
+            return None
+        return v0, v1, u0, u1
+
+    def _render_box(self, lo, hi, anchor, instance_id, box_material, rays, inv_rays, T, depth, material,
+                    tex_a, tex_b, shade, instances) -> None:
+        """Slab test of one axis-aligned box against the rays of its screen rectangle, z-buffered."""
+        rect = self._screen_rect(lo, hi, T)
+        if rect is None:
+            return
+        v0, v1, u0, u1 = rect
+        origin = T[:3, 3]
+        sub_rays, sub_inv = rays[v0:v1, u0:u1], inv_rays[v0:v1, u0:u1]
+        t1 = (lo - origin).astype(np.float32) * sub_inv
+        t2 = (hi - origin).astype(np.float32) * sub_inv
+        t_min = np.minimum(t1, t2)
+        t_near = t_min.max(axis=-1)
+        t_far = np.maximum(t1, t2).min(axis=-1)
+        sub_depth = depth[v0:v1, u0:u1]
+        hit = (t_near <= t_far) & (t_near > 0.05) & (t_near < sub_depth)
+        if not hit.any():
+            return
+        axis = t_min.argmax(axis=-1)[hit]
+        t_hit = t_near[hit]
+        ray_hit = sub_rays[hit]
+        local = (origin - anchor).astype(np.float32) + t_hit[:, None] * ray_hit  # texture moves with the object
+        # the visible face's normal points back towards the camera
+        normal_sign = -np.sign(ray_hit[np.arange(len(axis)), axis])
+        first = np.choose(axis, [local[:, 2], local[:, 0], local[:, 0]])
+        second = np.choose(axis, [local[:, 1], local[:, 2], local[:, 1]])
+        sub_depth[hit] = t_hit
+        material[v0:v1, u0:u1][hit] = box_material
+        tex_a[v0:v1, u0:u1][hit] = first
+        tex_b[v0:v1, u0:u1][hit] = second
+        shade[v0:v1, u0:u1][hit] = self._face_shades[axis, (normal_sign > 0).astype(int)]
+        instances[v0:v1, u0:u1][hit] = instance_id
+
+    def _shade(self, rays, material, tex_a, tex_b, shade) -> np.ndarray:
+        """Colour = base colour × (0.55 + 0.9·texture) × Lambert shade, plus lane marks and windows; sky gradient."""
+        texel = self.material_texel[material]
+        texture = _bilinear_periodic(self.textures, self.material_texture[material], tex_a / texel, tex_b / texel)
+        brightness = (0.55 + 0.9 * texture) * shade
+        road = material == self.road_material  # road texture coordinates are world (x, z)
+        centre_dash = (np.abs(tex_a) < 0.08) & (np.mod(tex_b, 6.0) < 3.0)
+        kerb_line = np.abs(np.abs(tex_a) - (KERB_X - 0.25)) < 0.08
+        marking = road & (centre_dash | kerb_line)
+        facade = (material >= self.facade_materials[0]) & (material <= self.facade_materials[-1])
+        along, up = np.mod(tex_a, 4.0), np.mod(tex_b - ROAD_Y, 3.5)  # facade coordinates are (z or x, y)
+        window = facade & (along > 1.2) & (along < 3.0) & (up > 1.0) & (up < 2.6)
+        brightness = np.where(window, brightness * 0.35, brightness)
+        image = self.material_colour[material] * brightness[..., None]
+        image = np.where(marking[..., None], np.float32(0.9) * shade[..., None], image)
+        sky = material == SKY
+        if sky.any():
+            elevation = -rays[..., 1] / np.linalg.norm(rays, axis=-1)  # up is −y
+            blend = np.clip(elevation * 2.0, 0, 1)[..., None]
+            sky_colour = (1 - blend) * SKY_HORIZON + blend * SKY_ZENITH
+            image = np.where(sky[..., None], sky_colour, image)
+        return np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def _lambert(normal: np.ndarray) -> float:
+    """Ambient + diffuse shading factor of a surface with unit ``normal`` under the fixed sun."""
+    return 0.45 + 0.55 * max(0.0, float(normal @ SUN))
+
+
+def _bilinear_periodic(textures: np.ndarray, texture_ids: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Bilinear lookup in tileable textures (N×S×S) at texel coordinates (a = column, b = row), per pixel."""
+    size = textures.shape[-1]
+    flat = textures.reshape(-1)
+    a0, b0 = np.floor(a), np.floor(b)
+    fa, fb = (a - a0).astype(np.float32), (b - b0).astype(np.float32)
+    a0 = a0.astype(np.int64) % size
+    b0 = b0.astype(np.int64) % size
+    a1, b1 = (a0 + 1) % size, (b0 + 1) % size
+    base = texture_ids * size * size
+    top = flat[base + b0 * size + a0] * (1 - fa) + flat[base + b0 * size + a1] * fa
+    bottom = flat[base + b1 * size + a0] * (1 - fa) + flat[base + b1 * size + a1] * fa
+    return top * (1 - fb) + bottom * fb
+
+
+class SyntheticDynamicDataset(Dataset):
+    """Samples (see :mod:`mgdepth_core.data` for the layout) from synthetic sequences, one seed each.
+
+    Every frame of every sequence is a target frame when all of ``frame_ids`` exist around it. Frames are rendered
+    on demand at the training size (deterministic per seed), so nothing is stored on disk.
+    """
+
+    def __init__(self, seeds: list[int], num_frames: int, height: int, width: int, frame_ids: list[int],
+                 augment: bool = False, flip_probability: float = 0.5, jitter_probability: float = 0.5):
+        if not seeds:
+            raise ValueError("SyntheticDynamicDataset needs at least one seed")
+        if 0 not in frame_ids:
+            raise ValueError(f"frame_ids {frame_ids} must contain the target frame 0")
+        self.sequences = [SyntheticSequence(seed, num_frames, height, width) for seed in seeds]
+        self.frame_ids = list(frame_ids)
+        self.augment, self.flip_probability, self.jitter_probability = augment, flip_probability, jitter_probability
+        first, last = -min(self.frame_ids), num_frames - max(self.frame_ids)
+        if first >= last:
+            raise ValueError(f"sequences of {num_frames} frames are too short for frame_ids {frame_ids}")
+        self.index = [(s, i) for s in range(len(self.sequences)) for i in range(first, last)]
+
+    @classmethod
+    def from_config(cls, config: DataConfig, split: str = "train", training: bool = True
+                    ) -> SyntheticDynamicDataset:
+        """train: seeds synthetic_seed + i; val: + 1000; test: + 2000 (disjoint for any sequence count < 1000)."""
+        offsets = {"train": 0, "val": HELD_OUT_SEED_OFFSET, "test": 2 * HELD_OUT_SEED_OFFSET}
+        if split not in offsets:
+            raise ValueError(f"synthetic split must be one of {sorted(offsets)}, got {split!r}")
+        seeds = [config.synthetic_seed + offsets[split] + i for i in range(config.synthetic_sequences)]
+        return cls(seeds, config.synthetic_frames, config.height, config.width, config.frame_ids,
+                   augment=training and config.augment, flip_probability=config.flip_probability,
+                   jitter_probability=config.jitter_probability)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, position: int) -> dict:
+        sequence_index, target = self.index[position]
+        sequence = self.sequences[sequence_index]
+        frames = {frame_id: sequence.frame(target + frame_id) for frame_id in self.frame_ids}
+        draw = draw_augmentation(self.augment, self.flip_probability, self.jitter_probability)
+        sample = color_sample({f: frames[f]["image"] for f in self.frame_ids}, sequence.K, draw)
+        sample["index"] = position
+        sample["depth_gt"] = maybe_flip(torch.from_numpy(frames[0]["depth"])[None], draw)
+        sample["instances"] = {f: maybe_flip(torch.from_numpy(frames[f]["instances"])[None], draw)
+                               for f in self.frame_ids}
+        sample["instance_class"] = torch.from_numpy(sequence.classes.copy())
+        sample["instance_moving"] = torch.from_numpy(sequence.moving.copy())
+        sample["instance_score"] = (sample["instance_class"] > 0).float()
+        T_world_target = frames[0]["T_world_camera"]
+        pose = {}
+        for frame_id in self.frame_ids:
+            T = torch.from_numpy(np.linalg.inv(frames[frame_id]["T_world_camera"]) @ T_world_target).float()
+            pose[frame_id] = flip_pose(T) if draw.flip else T
+        sample["pose_gt"] = pose
+        return sample

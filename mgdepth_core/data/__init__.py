@@ -54,9 +54,12 @@ class DataConfig:
     synthetic_sequences: int = option(4, "synthetic set: number of sequences (one seed each)")
     synthetic_frames: int = option(40, "synthetic set: frames per sequence")
     image_topic: str = option("", "bag: image topic (sensor_msgs/Image or CompressedImage)")
-    camera_info_topic: str = option("", "bag: camera_info topic; empty = use intrinsics_file")
+    camera_info_topic: str = option("", "bag: camera_info topic; empty = intrinsics_file if set, else the image "
+                                        "topic's sibling camera_info")
     intrinsics_file: str = option("", "bag: YAML/JSON file with K (3×3, pixels) when the bag has no camera_info")
     max_gap_s: float = option(0.25, "bag: largest stamp gap between consecutive frames of one sample, seconds")
+    camera_info_tolerance_s: float = option(0.05, "bag: largest stamp difference between a frame and the "
+                                                  "camera_info paired with it, seconds")
     num_workers: int = option(2, "DataLoader worker processes")
 
 

@@ -271,11 +271,13 @@ def match_instances(ids_a: np.ndarray, classes_a: np.ndarray, ids_b: np.ndarray,
 
 @dataclass
 class FrameInstances:
-    """Detections of one frame: ``ids`` H×W int (0 = background), ``classes``/``scores`` indexed by id."""
+    """Detections of one frame: ``ids`` H×W int (0 = background); ``classes`` (n+1,) int COCO ids, ``scores``
+    (n+1,) float and ``boxes`` ((n+1)×4 float xyxy pixels, optional) are indexed by id (entry 0 unused)."""
 
     ids: np.ndarray
     classes: np.ndarray
     scores: np.ndarray
+    boxes: np.ndarray | None = None
 
 
 def associate_instances(frames: dict[int, FrameInstances], max_ids: int, min_iou: float = 0.3

@@ -46,6 +46,9 @@ class DataConfig:
     width: int = option(640, "training image width in pixels (multiple of 32)")
     frame_ids: list[int] = option([0, -1, 1], "frames per sample, relative to the target frame 0")
     image_ext: str = option(".png", "KITTI image extension, .png or .jpg")
+    kitti_intrinsics: Literal["calibration", "monodepth2"] = option(
+        "calibration", "KITTI K: P_rect of the date folder's calib_cam_to_cam.txt, or Monodepth2's fixed normalised "
+                       "K (0.58, 1.92, 0.5, 0.5) for parity with the original code")
     augment: bool = option(True, "colour jitter and horizontal flip on training samples")
     flip_probability: float = option(0.5, "probability of a horizontal flip (applied to every frame and to K)")
     jitter_probability: float = option(0.5, "probability of colour jitter (one draw shared by all frames)")

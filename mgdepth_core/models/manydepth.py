@@ -20,6 +20,7 @@ class ManydepthModel(MultiFrameDepthModel):
     """
 
     method = "manydepth"
+    has_teacher = True  # False when loaded from a folder without teacher weights
 
     def __init__(self, config: ModelConfig | None = None):
         super().__init__()

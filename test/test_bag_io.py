@@ -41,6 +41,7 @@ JPEG_TOPIC = "/kitti/camera_color_left/image_raw/compressed"
 INFO_TOPIC = "/kitti/camera_color_left/camera_info"
 T0 = 1_317_038_400_000_000_000
 SMALL = (128, 40)  # width, height of the frames in the bags the tests write
+REPO_CONFIG = Path(__file__).resolve().parents[1] / "config"
 
 
 def kitti_frame(shared_data: Path, number: int) -> np.ndarray:

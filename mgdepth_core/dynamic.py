@@ -78,8 +78,6 @@ class DynamicObjectsConfig:
     segmenter_min_size: int = option(800, "Mask R-CNN input: shorter side resized to this many pixels")
     segmenter_max_size: int = option(1333, "Mask R-CNN input: longer side at most this many pixels")
     association_min_iou: float = option(0.3, "instances of consecutive frames are the same object above this IoU")
-    photometric_weight: float = option(1.0, "weight of the object-motion-aware photometric loss (replaces the "
-                                            "trainer's rigid one where Dyna-DM is on)")
     geometric_weight: float = option(1.0, "w_g: SC-SfMLearner geometric consistency |Z − D̂|/(Z + D̂)")
     height_prior_weight: float = option(0.02, "w_o: object height prior |D_obj − f_y·h/h_pix| / mean depth")
     height_prior_init: float = option(0.02, "initial learnable object height h (depth units; Insta-DM init 0.02)")
@@ -337,3 +335,11 @@ def associate_instances(frames: dict[int, FrameInstances], max_ids: int, min_iou
         for frame_id, local in track["members"].items():
             out[frame_id][frames[frame_id].ids == local] = new_id
     return out, classes, scores
+
+
+def build_training_hook(config):
+    """The trainer's Dyna-DM hook for a TrainConfig (``config.dyna_dm`` holds the DynamicObjectsConfig)."""
+    from mgdepth_core.train.dyna_dm import DynaDM
+
+    options = getattr(config, "dyna_dm", None) or DynamicObjectsConfig(mode="dyna-dm")
+    return DynaDM(options, config.model.min_depth, config.model.max_depth, pretrained=config.model.pretrained)

@@ -1,0 +1,145 @@
+"""Frozen optical flow behind one interface: torchvision RAFT (small/large) or GMFlow (the paper's choice).
+
+Weights are never downloaded: RAFT uses torchvision's own checkpoint from the torch hub cache
+(``$TORCH_HOME/hub/checkpoints/raft_small_C_T_V2-01064c6d.pth`` …) or a user path; GMFlow loads the official
+``gmflow_sintel-0c07dcb3.pth`` (``checkpoint["model"]``, strict) from a user path or the same cache folder.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mgdepth_core.models.gmflow import GMFlow
+
+GMFLOW_CHECKPOINT = "gmflow_sintel-0c07dcb3.pth"
+FLOW_BACKENDS = ("gmflow", "raft_small", "raft_large")
+
+
+def _hub_checkpoint_dir() -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def _raft(backend: str) -> tuple[nn.Module, str]:
+    from torchvision.models import optical_flow
+
+    if backend == "raft_small":
+        return optical_flow.raft_small(weights=None), os.path.basename(optical_flow.Raft_Small_Weights.DEFAULT.url)
+    return optical_flow.raft_large(weights=None), os.path.basename(optical_flow.Raft_Large_Weights.DEFAULT.url)
+
+
+def checkpoint_mismatch(model: nn.Module, state: dict) -> str:
+    """Empty if ``state`` fits ``model`` exactly; otherwise a message naming the offending keys/shapes."""
+    own = model.state_dict()
+    missing = [key for key in own if key not in state]
+    unexpected = [key for key in state if key not in own]
+    wrong_shape = [f"{key}: file {tuple(state[key].shape)} vs network {tuple(own[key].shape)}"
+                   for key in own if key in state and tuple(state[key].shape) != tuple(own[key].shape)]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing keys (first: {missing[0]})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected keys (first: {unexpected[0]})")
+    if wrong_shape:
+        problems.append(f"{len(wrong_shape)} shape mismatches (first: {wrong_shape[0]})")
+    return "; ".join(problems)
+
+
+def load_flow_state(model: nn.Module, path: str | Path, backend: str) -> None:
+    """Load a flow checkpoint strictly; a file for another network raises ValueError naming key and shape."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"optical flow checkpoint {path} does not exist")
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{path} is not a {backend} state dict (expected tensors, or a dict with key 'model')")
+    problem = checkpoint_mismatch(model, state)
+    if problem:
+        raise ValueError(f"{path} does not match the {backend} network: {problem}")
+    model.load_state_dict(state, strict=True)
+
+
+class FlowEstimator(nn.Module):
+    """Frozen optical flow. ``forward(image1, image2)``: B×3×H×W in [0, 1] → flow image1 → image2, B×2×H×W pixels.
+
+    Any frame size works: frames are replicate-padded up to the network's divisor (and a minimum size) and the
+    flow is cropped back. ``weights``: checkpoint path; ``None`` looks in the torch hub cache and, when nothing is
+    there, keeps random weights with a warning (``has_weights`` tells which).
+    """
+
+    def __init__(self, backend: str = "gmflow", weights: str | Path | None = None, num_flow_updates: int = 12):
+        super().__init__()
+        if backend not in FLOW_BACKENDS:
+            raise ValueError(f"unknown flow backend {backend!r}; choose one of {', '.join(FLOW_BACKENDS)}")
+        self.backend = backend
+        self.num_flow_updates = num_flow_updates
+        if backend == "gmflow":
+            self.net = GMFlow()
+            default_name = GMFLOW_CHECKPOINT
+            self.divisor, self.min_size = self.net.divisor, 32
+        else:
+            self.net, default_name = _raft(backend)
+            self.divisor, self.min_size = 8, 128  # RAFT's correlation pyramid needs ≥ 16 cells at 1/8
+        if weights:
+            load_flow_state(self.net, weights, backend)
+            self.has_weights = True
+        elif (_hub_checkpoint_dir() / default_name).is_file():
+            load_flow_state(self.net, _hub_checkpoint_dir() / default_name, backend)
+            self.has_weights = True
+        else:
+            warnings.warn(f"no {backend} weights found ({_hub_checkpoint_dir() / default_name}); optical flow "
+                          "runs with random weights", stacklevel=2)
+            self.has_weights = False
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> FlowEstimator:
+        """The flow network is frozen: it stays in eval mode whatever its parent does."""
+        return super().train(False)
+
+    def _padding(self, height: int, width: int) -> tuple[int, int]:
+        def target(size: int) -> int:
+            size = max(size, self.min_size)
+            return -(-size // self.divisor) * self.divisor
+        return target(height) - height, target(width) - width
+
+    @torch.no_grad()
+    def forward(self, image1: torch.Tensor, image2: torch.Tensor) -> torch.Tensor:
+        if image1.shape != image2.shape or image1.dim() != 4 or image1.shape[1] != 3:
+            raise ValueError(f"flow inputs must be two B×3×H×W images of one shape, got {tuple(image1.shape)} and "
+                             f"{tuple(image2.shape)}")
+        height, width = image1.shape[-2:]
+        pad_h, pad_w = self._padding(height, width)
+        if pad_h or pad_w:
+            image1 = F.pad(image1, (0, pad_w, 0, pad_h), mode="replicate")
+            image2 = F.pad(image2, (0, pad_w, 0, pad_h), mode="replicate")
+        if self.backend == "gmflow":
+            flow = self.net(image1, image2)
+        else:
+            flow = self.net(2 * image1 - 1, 2 * image2 - 1, num_flow_updates=self.num_flow_updates)[-1]
+        return flow[..., :height, :width]
+
+    def at_scale(self, image1: torch.Tensor, image2: torch.Tensor, scale: int = 2) -> torch.Tensor:
+        """Flow at 1/2^scale resolution in pixels of that resolution (B×2×H/2^s×W/2^s), the release's recipe:
+        full-resolution flow resized bilinearly and divided by 2^scale."""
+        return downscale_flow(self(image1, image2), scale)
+
+
+def downscale_flow(flow: torch.Tensor, scale: int = 2) -> torch.Tensor:
+    """B×2×H×W flow (pixels) → B×2×H/2^s×W/2^s flow in pixels of the smaller grid."""
+    factor = 2 ** scale
+    size = (flow.shape[-2] // factor, flow.shape[-1] // factor)
+    return F.interpolate(flow, size=size, mode="bilinear", align_corners=False) / factor
+
+
+def build_flow(backend: str, weights: str = "", num_flow_updates: int = 12) -> FlowEstimator | None:
+    """The FlowEstimator for ``ModelConfig.flow`` (``"none"`` → None, Manydepth2-NF)."""
+    if backend == "none":
+        return None
+    return FlowEstimator(backend, weights or None, num_flow_updates)

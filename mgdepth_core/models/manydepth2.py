@@ -1,0 +1,129 @@
+"""Manydepth2 (Zhou et al., arXiv 2312.15268): motion-aware cost volume on a static reference frame, HRNet nets.
+
+Sub-modules: ``encoder`` (HRNet-18 with the cost volume after stage 1) + ``depth`` (HRDepthDecoder), teacher
+``mono_encoder`` (HRNet-18) + ``mono_depth`` (HRDepthDecoder), ``pose_encoder`` + ``pose`` (Manydepth's ResNet pose
+net, unchanged) and a frozen ``flow`` (:class:`~mgdepth_core.models.flow.FlowEstimator`, None for Manydepth2-NF)
+that is neither trained nor saved: ``state_dict()`` leaves it out and ``load_state_dict`` does not ask for it.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from mgdepth_core.geometry import disparity_to_depth, intrinsics_at_scale, pose_from_axisangle_translation
+from mgdepth_core.models import ModelConfig
+from mgdepth_core.models.base import MultiFrameDepthModel
+from mgdepth_core.models.cost_volume import depth_bin_values
+from mgdepth_core.models.flow import build_flow, downscale_flow
+from mgdepth_core.models.hr_decoder import HRDepthDecoder
+from mgdepth_core.models.hrnet import HRNetEncoder, HRNetEncoderMatching
+from mgdepth_core.models.pose import PoseDecoder
+from mgdepth_core.models.resnet import ResnetEncoder
+from mgdepth_core.models.static_reference import build_static_reference
+
+FLOW_SCALE = 2  # flow, coarse depth and the static reference live at 1/4 resolution
+
+
+class Manydepth2Model(MultiFrameDepthModel):
+    """The six Manydepth2 networks plus the frozen optical flow; ``min_depth_bin``/``max_depth_bin`` buffers."""
+
+    method = "manydepth2"
+
+    def __init__(self, config: ModelConfig | None = None):
+        super().__init__()
+        self.config = config = config or ModelConfig(method="manydepth2")
+        if config.height % 32 or config.width % 32:
+            raise ValueError(f"model resolution must be a multiple of 32, got {config.height}×{config.width}")
+        self.encoder = HRNetEncoderMatching(config.pretrained, config.num_depth_bins)
+        self.depth = HRDepthDecoder()
+        self.mono_encoder = HRNetEncoder(config.pretrained)
+        self.mono_depth = HRDepthDecoder()
+        self.pose_encoder = ResnetEncoder(config.teacher_num_layers, config.pretrained, num_input_images=2)
+        self.pose = PoseDecoder(self.pose_encoder.num_ch_enc[-1], num_frames=2)
+        self.flow = build_flow(config.flow, config.flow_weights)
+        self.register_buffer("min_depth_bin", torch.tensor(float(config.min_depth_bin)))
+        self.register_buffer("max_depth_bin", torch.tensor(float(config.max_depth_bin)))
+        self._register_state_dict_hook(_drop_flow_keys)
+        self.register_load_state_dict_post_hook(_ignore_missing_flow_keys)
+
+    def depth_bins(self) -> torch.Tensor:
+        """The current cost-volume hypotheses, D metres ascending."""
+        return depth_bin_values(self.min_depth_bin, self.max_depth_bin, self.config.num_depth_bins,
+                                self.config.depth_binning)
+
+    def relative_pose(self, target: torch.Tensor, source: torch.Tensor, source_is_before: bool) -> torch.Tensor:
+        pair = [source, target] if source_is_before else [target, source]
+        axisangle, translation = self.pose(self.pose_encoder(torch.cat(pair, 1))[-1])
+        return pose_from_axisangle_translation(axisangle[:, 0].float(), translation[:, 0].float(),
+                                               invert=source_is_before)
+
+    def teacher_forward(self, image: torch.Tensor) -> dict:
+        return self.mono_depth(self.mono_encoder(image))
+
+    def matching_features(self, image: torch.Tensor) -> torch.Tensor:
+        """Stage-1 features of a lookup image (B×256×H/4×W/4), no gradients."""
+        with torch.no_grad():
+            return self.encoder.matching_features(image)[2]
+
+    def uses_static_reference(self, epoch: int | None) -> bool:
+        """Whether the lookup image is blended with the static reference: flow variant, and at test time
+        (``epoch`` None) or from ``flow_start_epoch`` on during training."""
+        return self.flow is not None and (epoch is None or epoch >= self.config.flow_start_epoch)
+
+    def quarter_flow(self, image: torch.Tensor, lookup: torch.Tensor) -> torch.Tensor:
+        """Optical flow image → lookup at 1/4 resolution in 1/4-res pixels (B×2×H/4×W/4)."""
+        if self.flow is None:
+            raise RuntimeError("this Manydepth2 model has no optical flow (flow='none', Manydepth2-NF)")
+        return self.flow.at_scale(image, lookup, FLOW_SCALE)
+
+    def multi_frame_forward(self, image: torch.Tensor, lookup: torch.Tensor, T_lookup_current: torch.Tensor,
+                            K: torch.Tensor, **context) -> dict:
+        """Student forward. ``context`` (all optional): ``teacher_depth`` B×1×H×W metres (else the teacher runs
+        here without gradients), ``raw_image``/``raw_lookup`` un-augmented frames for the flow (else ``image`` /
+        ``lookup``), ``flow`` B×2×H/4×W/4 in 1/4-res pixels (replaces running the flow network), ``epoch``.
+
+        Besides the interface's outputs: ``"cost_volume_depth"`` (B×1×H/4×W/4 metres), and when the static
+        reference is used ``"lookup_image"`` (the blended lookup), ``"static_reference"`` and ``"motion_mask"``
+        (B×1×H/4×W/4 bool, current view).
+        """
+        K_quarter = intrinsics_at_scale(K, FLOW_SCALE)
+        extra = {}
+        if self.uses_static_reference(context.get("epoch")):
+            quarter = (image.shape[-2] // 4, image.shape[-1] // 4)
+            teacher_depth = context.get("teacher_depth")
+            if teacher_depth is None:
+                with torch.no_grad():
+                    disp = self.teacher_forward(image)[("disp", 0)]
+                teacher_depth = disparity_to_depth(disp, self.config.min_depth, self.config.max_depth)[1]
+            coarse_depth = F.interpolate(teacher_depth.detach(), size=quarter, mode="bilinear", align_corners=False)
+            flow = context.get("flow")
+            if flow is None:
+                raw_image, raw_lookup = context.get("raw_image"), context.get("raw_lookup")
+                flow = self.quarter_flow(image if raw_image is None else raw_image,
+                                         lookup if raw_lookup is None else raw_lookup)
+            elif flow.shape[-2:] != quarter:
+                flow = downscale_flow(flow, FLOW_SCALE)
+            static = build_static_reference(image, lookup, flow, coarse_depth, T_lookup_current, K_quarter,
+                                            self.config.static_reference, self.config.motion_threshold_px,
+                                            self.config.static_reference_blend)
+            lookup = static.lookup
+            extra = {"lookup_image": lookup, "static_reference": static.static_reference,
+                     "motion_mask": static.motion_mask}
+        encoded = self.encoder(image, self.matching_features(lookup), T_lookup_current, K_quarter,
+                               self.depth_bins())
+        outputs = self.depth(encoded.pop("features"))
+        outputs.update(encoded)
+        outputs.update(extra)
+        return outputs
+
+
+def _drop_flow_keys(module, state_dict, prefix, local_metadata):
+    for key in [key for key in state_dict if key.startswith(prefix + "flow.")]:
+        del state_dict[key]
+
+
+def _ignore_missing_flow_keys(module, incompatible_keys):
+    flow_keys = [key for key in incompatible_keys.missing_keys if key.startswith("flow.") or ".flow." in key]
+    for key in flow_keys:
+        incompatible_keys.missing_keys.remove(key)

@@ -62,9 +62,29 @@ def _manydepth_config(states: dict[str, dict]) -> dict:
     return fields
 
 
+def _manydepth2_config(states: dict[str, dict]) -> dict:
+    """ModelConfig fields of an official Manydepth2 folder; the released static-reference behaviour is kept so
+    the published numbers are reproduced (see docs/manydepth2.md)."""
+    reduce = states["encoder"].get("reduce_conv.0.weight")
+    if reduce is None:
+        raise WeightsError("encoder.pth has no tensor 'reduce_conv.0.weight': not a Manydepth2 matching encoder")
+    pose_encoder = states.get("pose_encoder", {})
+    return {"method": "manydepth2", "num_depth_bins": reduce.shape[1] - reduce.shape[0],
+            "static_reference": "release",
+            "teacher_num_layers": 50 if "encoder.layer1.0.conv3.weight" in pose_encoder else 18}
+
+
+def _manydepth2_keys(name: str, state: dict) -> dict:
+    from mgdepth_core.models.hr_decoder import with_both_halves
+
+    return with_both_halves(state) if name in ("depth", "mono_depth") else state
+
+
 FOLDER_FORMATS: dict[str, FolderFormat] = {
     "manydepth": FolderFormat(recognises=lambda state: "layer0.0.weight" in state,
                               config_from_files=_manydepth_config),
+    "manydepth2": FolderFormat(recognises=lambda state: "transition1.0.0.weight" in state,
+                               config_from_files=_manydepth2_config, to_model_keys=_manydepth2_keys),
 }
 
 
@@ -118,8 +138,6 @@ def detect_method(encoder_state: dict) -> str:
     for method, folder_format in FOLDER_FORMATS.items():
         if folder_format.recognises(encoder_state):
             return method
-    if any(key.startswith("stage2.") for key in encoder_state):
-        raise WeightsError("encoder.pth holds an HRNet (Manydepth2) encoder, which this build cannot load")
     raise WeightsError("encoder.pth matches no known encoder (expected keys such as 'layer0.0.weight')")
 
 

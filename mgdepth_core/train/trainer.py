@@ -415,8 +415,7 @@ class Trainer:
         if state["world_size"] != self.context.world_size:
             LOG.warning("resume: checkpoint written by %d process(es), resuming with %d; the data order of the "
                         "interrupted epoch changes", state["world_size"], self.context.world_size)
-        load_weights(self.model, weights)
-        self.model.to(self.device)
+        self.model.load_state_dict(load_weights(weights, self.config.model).state_dict())
         self.epoch, self.batch_in_epoch, self.step = state["epoch"], state["batch_in_epoch"], state["step"]
         if state["frozen"]:
             self.step_module.teacher_frozen = True

@@ -24,9 +24,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from mgdepth_core.data import DataConfig
+from mgdepth_core.data import MAX_INSTANCES, DataConfig
 from mgdepth_core.data.splits import SplitError, SplitLine, read_split, split_file
 from mgdepth_core.data.transforms import color_sample, draw_augmentation, maybe_flip, resize_rgb
+from mgdepth_core.masks import MaskStore, sample_instances
 
 SIDE_TO_CAMERA = {"l": 2, "r": 3}
 MONODEPTH2_K = np.array([[0.58, 0, 0.5], [0, 1.92, 0.5], [0, 0, 1]])  # normalised by width / height
@@ -192,8 +193,10 @@ class KittiRawDataset(Dataset):
 
     def __init__(self, root: str | Path, lines: list[SplitLine], height: int, width: int, frame_ids: list[int],
                  image_ext: str = ".png", intrinsics: str = "calibration", augment: bool = False,
-                 flip_probability: float = 0.5, jitter_probability: float = 0.5, load_depth: bool = False):
+                 flip_probability: float = 0.5, jitter_probability: float = 0.5, load_depth: bool = False,
+                 masks_path: str | Path = ""):
         self.root = Path(root).expanduser()
+        self.masks = MaskStore(masks_path) if masks_path else None  # precomputed instances (Dyna-DM)
         if not self.root.is_dir():
             raise FileNotFoundError(f"KITTI root {self.root} does not exist")
         if image_ext not in (".png", ".jpg"):
@@ -217,7 +220,7 @@ class KittiRawDataset(Dataset):
         return cls(config.path, lines, config.height, config.width, config.frame_ids, config.image_ext,
                    config.kitti_intrinsics, augment=training and config.augment,
                    flip_probability=config.flip_probability, jitter_probability=config.jitter_probability,
-                   load_depth=not training)
+                   load_depth=not training, masks_path=config.masks_path)
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -242,6 +245,11 @@ class KittiRawDataset(Dataset):
         draw = draw_augmentation(self.augment, self.flip_probability, self.jitter_probability)
         sample = color_sample(images, self.intrinsics_for(frame, original_size), draw)
         sample["index"] = position
+        if self.masks is not None:  # instance keys of the sample layout, ids associated over the frames once
+            keys = {frame_id: path.relative_to(self.root).as_posix() for frame_id, path in frame.images.items()}
+            found = sample_instances(self.masks, keys, self.height, self.width, MAX_INSTANCES)
+            found["instances"] = {f: maybe_flip(ids, draw) for f, ids in found["instances"].items()}
+            sample.update(found)
         if self.load_depth:  # projected LiDAR at the training size; all zeros where the drive has no scan
             depth = np.zeros((self.height, self.width), dtype=np.float32)
             if frame.velodyne.is_file():

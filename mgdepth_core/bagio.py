@@ -34,8 +34,12 @@ import yaml
 from rosbags.highlevel import AnyReader
 from rosbags.image import ImageError, compressed_image_to_cvimage, image_to_cvimage
 from rosbags.image.image import convert_color, to_cvtype
+from rosbags.interfaces import Nodetype
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
+
+from mgdepth_core.outputs import CameraInfoFields, ImageFields, ObjectSummary, OdometryState, depth_camera_info
+from mgdepth_core.pointcloud import PackedCloud
 
 LOGGER = logging.getLogger(__name__)
 
@@ -463,6 +467,33 @@ class BagFrameSource:
         return len(self.index.frames)
 
 
+_NUMPY_TYPES = {"float32": np.float32, "float64": np.float64, "int8": np.int8, "uint8": np.uint8, "byte": np.uint8,
+                "char": np.uint8, "octet": np.uint8, "int16": np.int16, "uint16": np.uint16, "int32": np.int32,
+                "uint32": np.uint32, "int64": np.int64, "uint64": np.uint64, "bool": np.bool_}
+
+
+def _default_value(desc: tuple) -> Any:
+    nodetype, detail = desc
+    if nodetype == Nodetype.NAME:
+        return new_message(detail)
+    if nodetype == Nodetype.BASE:
+        name = detail[0]
+        return "" if name == "string" else False if name == "bool" else 0.0 if name.startswith("float") else 0
+    element, length = detail
+    if element[0] == Nodetype.BASE and element[1][0] in _NUMPY_TYPES:
+        return np.zeros(length if nodetype == Nodetype.ARRAY else 0, _NUMPY_TYPES[element[1][0]])
+    return [_default_value(element) for _ in range(length if nodetype == Nodetype.ARRAY else 0)]
+
+
+def new_message(typename: str, **fields: Any) -> Any:
+    """A rosbags (Jazzy typestore) message of ``typename``: ``fields`` as given, every other field zero/empty."""
+    _, definitions = TYPESTORE.fielddefs[typename]
+    values = {name: fields.pop(name) if name in fields else _default_value(desc) for name, desc in definitions}
+    if fields:
+        raise TypeError(f"{typename} has no field(s) {sorted(fields)}")
+    return TYPESTORE.types[typename](**values)
+
+
 def header(stamp: int, frame_id: str) -> Any:
     """std_msgs/Header (rosbags Jazzy type) for a stamp in nanoseconds."""
     types = TYPESTORE.types
@@ -481,12 +512,79 @@ def image_message(header_msg: Any, pixels: np.ndarray, encoding: str) -> Any:
 
 def camera_info_message(header_msg: Any, K: np.ndarray, width: int, height: int) -> Any:
     """sensor_msgs/CameraInfo of a rectified pinhole camera (plumb_bob, zero distortion, P = [K | 0])."""
-    K = np.asarray(K, dtype=np.float64).reshape(3, 3)
-    types = TYPESTORE.types
-    roi = types["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
-    return types[CAMERA_INFO](header=header_msg, height=height, width=width, distortion_model="plumb_bob",
-                              d=np.zeros(5), k=K.reshape(-1), r=np.eye(3).reshape(-1),
-                              p=np.hstack([K, np.zeros((3, 1))]).reshape(-1), binning_x=0, binning_y=0, roi=roi)
+    return camera_info_fields_message(header_msg, depth_camera_info(np.asarray(K, np.float64).reshape(3, 3),
+                                                                    height, width))
+
+
+def image_fields_message(header_msg: Any, fields: ImageFields) -> Any:
+    """sensor_msgs/Image from :class:`mgdepth_core.outputs.ImageFields` (depth, mask, colourised depth)."""
+    return new_message(IMAGE, header=header_msg, height=fields.height, width=fields.width, encoding=fields.encoding,
+                       is_bigendian=fields.is_bigendian, step=fields.step, data=np.frombuffer(fields.data, np.uint8))
+
+
+def camera_info_fields_message(header_msg: Any, fields: CameraInfoFields) -> Any:
+    """sensor_msgs/CameraInfo from :class:`mgdepth_core.outputs.CameraInfoFields`."""
+    return new_message(CAMERA_INFO, header=header_msg, height=fields.height, width=fields.width,
+                       distortion_model=fields.distortion_model, d=np.asarray(fields.d, np.float64),
+                       k=np.asarray(fields.k, np.float64), r=np.asarray(fields.r, np.float64),
+                       p=np.asarray(fields.p, np.float64))
+
+
+def cloud_message(header_msg: Any, cloud: PackedCloud) -> Any:
+    """Unorganised little-endian sensor_msgs/PointCloud2 from :class:`mgdepth_core.pointcloud.PackedCloud`."""
+    fields = [new_message("sensor_msgs/msg/PointField", name=f.name, offset=f.offset, datatype=f.datatype,
+                          count=f.count) for f in cloud.fields]
+    return new_message("sensor_msgs/msg/PointCloud2", header=header_msg, height=1, width=cloud.width, fields=fields,
+                       is_bigendian=False, point_step=cloud.point_step, row_step=cloud.row_step,
+                       data=np.frombuffer(cloud.data, np.uint8), is_dense=True)
+
+
+def _vector(typename: str, values: Any) -> Any:
+    return new_message(typename, **dict(zip("xyzw", (float(v) for v in values))))
+
+
+def odometry_message(stamp: int, state: OdometryState, odom_frame: str, child_frame: str) -> Any:
+    """nav_msgs/Odometry from :class:`mgdepth_core.outputs.OdometryState`, as the ROS node publishes it: pose in
+    ``odom_frame``, twist in ``child_frame`` (the camera), covariance diagonals 1e3 (scale and drift unknown)."""
+    covariance = np.diag(np.full(6, 1e3)).reshape(-1)
+    pose = new_message("geometry_msgs/msg/Pose", position=_vector("geometry_msgs/msg/Point", state.position),
+                       orientation=_vector("geometry_msgs/msg/Quaternion", state.orientation_xyzw))
+    twist = new_message("geometry_msgs/msg/Twist", linear=_vector("geometry_msgs/msg/Vector3", state.linear_velocity),
+                        angular=_vector("geometry_msgs/msg/Vector3", state.angular_velocity))
+    return new_message(
+        "nav_msgs/msg/Odometry", header=header(stamp, odom_frame), child_frame_id=child_frame,
+        pose=new_message("geometry_msgs/msg/PoseWithCovariance", pose=pose, covariance=covariance.copy()),
+        twist=new_message("geometry_msgs/msg/TwistWithCovariance", twist=twist, covariance=covariance))
+
+
+def markers_message(summaries: list[ObjectSummary], header_msg: Any, lifetime_s: float = 0.5) -> Any:
+    """visualization_msgs/MarkerArray as the ROS node publishes it: a DELETEALL, then per object with a valid
+    depth a translucent CUBE at its centroid sized by its extent and a TEXT label ("car 0.93, dice 0.41") above."""
+    marker = TYPESTORE.types["visualization_msgs/msg/Marker"]
+    lifetime = new_message("builtin_interfaces/msg/Duration", sec=int(lifetime_s),
+                           nanosec=int(round((lifetime_s % 1) * 1e9)))
+
+    def pose(xyz: np.ndarray) -> Any:
+        return new_message("geometry_msgs/msg/Pose", position=_vector("geometry_msgs/msg/Point", xyz),
+                           orientation=new_message("geometry_msgs/msg/Quaternion", w=1.0))
+
+    markers = [new_message(marker.__msgtype__, header=header_msg, action=marker.DELETEALL)]
+    for summary in summaries:
+        if not np.all(np.isfinite(summary.centroid)):
+            continue
+        obj = summary.object
+        markers.append(new_message(
+            marker.__msgtype__, header=header_msg, ns="dynamic_objects", id=int(obj.instance_id), type=marker.CUBE,
+            action=marker.ADD, pose=pose(summary.centroid), scale=_vector("geometry_msgs/msg/Vector3", summary.size),
+            lifetime=lifetime, color=new_message("std_msgs/msg/ColorRGBA", r=1.0, g=0.3, b=0.1, a=0.5)))
+        markers.append(new_message(
+            marker.__msgtype__, header=header_msg, ns="dynamic_object_labels", id=int(obj.instance_id),
+            type=marker.TEXT_VIEW_FACING, action=marker.ADD,
+            pose=pose(summary.centroid - np.array([0.0, summary.size[1] / 2 + 0.3, 0.0])),
+            scale=new_message("geometry_msgs/msg/Vector3", z=0.5), lifetime=lifetime,
+            color=new_message("std_msgs/msg/ColorRGBA", r=1.0, g=1.0, b=1.0, a=1.0),
+            text=f"{obj.class_name} {obj.score:.2f}, dice {obj.dice:.2f}"))
+    return new_message("visualization_msgs/msg/MarkerArray", markers=markers)
 
 
 class BagWriter:
@@ -508,6 +606,7 @@ class BagWriter:
         self.partial = self.path.with_name(self.path.name + ".partial")
         self._writer: Writer | None = None
         self._connections: dict[str, Any] = {}
+        self.counts: Counter = Counter()  # messages written per topic
 
     def __enter__(self) -> BagWriter:
         if self.partial.exists():
@@ -546,7 +645,9 @@ class BagWriter:
         """Serialise a rosbags message (Jazzy typestore) onto ``topic`` at receive time ``log_time_ns``."""
         self._writer.write(self._connection(topic, msg.__msgtype__), log_time_ns,
                            TYPESTORE.serialize_cdr(msg, msg.__msgtype__))
+        self.counts[topic] += 1
 
     def write_raw(self, topic: str, msgtype: str, log_time_ns: int, raw: bytes) -> None:
         """Copy CDR bytes read from another bag unchanged."""
         self._writer.write(self._connection(topic, msgtype), log_time_ns, raw)
+        self.counts[topic] += 1

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from mgdepth_core.cli import main as cli_main
-from mgdepth_core.data.kitti import KittiCalibration, load_velodyne
-from mgdepth_core.data.splits import SplitError
+from mgdepth_core.data.kitti import KittiCalibration, load_velodyne, read_rgb
+from mgdepth_core.data.splits import SplitError, read_split
+from mgdepth_core.eval.evaluate import kitti_eval_frames, predict_split
 from mgdepth_core.eval.export_gt import export_ground_truth, load_ground_truth
 from mgdepth_core.eval.metrics import garg_crop_mask
 
@@ -113,3 +114,30 @@ def test_eval_cli_rejects_bad_predictions_before_printing_metrics(shared_data, t
         assert cli_main(["eval", "--predictions", str(tmp_path / name), "--split", str(split)]) == 1
         captured = capsys.readouterr()
         assert message in captured.err and "abs_rel" not in captured.out
+
+
+class RecordingEstimator:
+    """Follows the DepthEstimator contract (reset, process(image, K) -> result with .depth) and records calls."""
+
+    def __init__(self):
+        self.calls = []
+
+    def reset(self):
+        self.calls.append("reset")
+
+    def process(self, image, K):
+        self.calls.append(int(image[..., 0].sum() % 100_003))  # a fingerprint of the frame fed
+        return type("Result", (), {"depth": np.full((4, 8), float(len(self.calls)), dtype=np.float32)})()
+
+
+def test_model_evaluation_feeds_previous_then_current_frame_per_line(shared_data, tmp_path):
+    split = _split(tmp_path, [0, 5])
+    frames = kitti_eval_frames(shared_data / "kitti_raw", read_split(split / "test_files.txt"))
+    assert frames[0].previous is None and frames[1].previous.name == "0000000004.png"
+    assert frames[1].K[0, 0] == pytest.approx(721.5377)
+    estimator = RecordingEstimator()
+    predictions, single_frame = predict_split(estimator, frames, progress=False)
+    fingerprint = {f: int(read_rgb(shared_data / "kitti_raw" / DRIVE / f"image_02/data/{f:010d}.png")[..., 0].sum()
+                          % 100_003) for f in (0, 4, 5)}
+    assert estimator.calls == ["reset", fingerprint[0], "reset", fingerprint[4], fingerprint[5]]
+    assert single_frame == 1 and [p[0, 0] for p in predictions] == [2.0, 5.0]

@@ -1,0 +1,116 @@
+"""End-to-end latency and throughput of the ROS 2 depth node, against the bare DepthEstimator in the same process.
+
+    .venv/bin/python bench/bench_node.py [--method manydepth2] [--frames 8] [--width 640 --height 192]
+
+Baseline: ``DepthEstimator.process`` on the same frames, called directly. Node latency: image published → depth
+received (rclpy / Fast DDS in one process, one frame in flight). Node throughput: frames published at
+``--rate`` Hz for ``--seconds``; outputs per second and frames dropped (the newest frame wins). The ratio
+latency / process time is the ROS overhead (decode, publish depth, colourised depth, mask, cloud, odometry,
+markers, transport). Random-init weights: speed does not depend on the weights. Writes bench/results/bench_node.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--method", choices=["manydepth2", "manydepth"], default="manydepth2")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--width", type=int, default=640)
+    parser.add_argument("--height", type=int, default=192)
+    parser.add_argument("--frames", type=int, default=8, help="frames for the latency measurements")
+    parser.add_argument("--rate", type=float, default=10.0, help="publish rate of the throughput run, Hz")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of the throughput run")
+    args = parser.parse_args()
+
+    from mgdepth_core.data.synthetic import SyntheticSequence
+    from mgdepth_ros.depth_node import DepthNode
+    from mgdepth_ros.harness import FramePlayer, OutputCollector, RosSession, build_estimator, wait_until
+
+    sequence = SyntheticSequence(seed=5, num_frames=args.frames + 2, height=args.height, width=args.width)
+    frames = [sequence.frame(i) for i in range(args.frames + 2)]
+    estimator = build_estimator(None, args.method, args.device, height=args.height, width=args.width)
+
+    # baseline: the bare estimator (2 warm-up frames)
+    process_ms = []
+    estimator.reset()
+    for index, frame in enumerate(frames):
+        started = time.perf_counter()
+        estimator.process(frame["image"], frame["K"], index * 0.1)
+        if index >= 2:
+            process_ms.append((time.perf_counter() - started) * 1e3)
+    estimator.reset()
+
+    latency_ms = []
+    with RosSession() as session:
+        node = session.add(DepthNode(estimator, context=session.context))
+        player = session.add(FramePlayer(session.context))
+        collector = session.add(OutputCollector(session.context))
+        if not wait_until(lambda: player.pub_image.get_subscription_count() > 0
+                          and collector.count_publishers("depth/image_rect") > 0, timeout=20.0):
+            raise RuntimeError("nodes did not discover each other")
+        stamp = 0
+        for index, frame in enumerate(frames):
+            stamp += 100_000_000
+            started = time.monotonic()
+            player.publish_frame(frame["image"], frame["K"], stamp)
+            if collector.wait_for("points", stamp, timeout=120.0) is None:
+                raise RuntimeError(f"no output for frame {index}")
+            if index >= 2:
+                latency_ms.append((collector.arrival["depth/image_rect"][stamp] - started) * 1e3)
+
+        before = dict(node.totals)
+        published, started = 0, time.monotonic()
+        while time.monotonic() - started < args.seconds:
+            stamp += int(1e9 / args.rate)
+            player.publish_frame(frames[published % len(frames)]["image"], frames[0]["K"], stamp)
+            published += 1
+            time.sleep(max(0.0, started + published / args.rate - time.monotonic()))
+        wait_until(lambda: node.totals["processed"] + node.totals["dropped"] - before.get("processed", 0)
+                   - before.get("dropped", 0) >= node.totals["received"] - before.get("received", 0), timeout=60.0)
+        run_seconds = time.monotonic() - started
+        processed = node.totals["processed"] - before.get("processed", 0)
+        dropped = node.totals["dropped"] - before.get("dropped", 0)
+        received = node.totals["received"] - before.get("received", 0)
+
+    results = {
+        "method": args.method, "device": args.device, "input": f"{args.width}x{args.height}",
+        "torch_threads": int(os.environ.get("OMP_NUM_THREADS", "0")) or None, "machine": platform.processor(),
+        "estimator_process_ms": float(np.median(process_ms)),
+        "node_latency_ms": float(np.median(latency_ms)),
+        "ros_overhead_ratio": float(np.median(latency_ms) / np.median(process_ms)),
+        "throughput": {"publish_rate_hz": args.rate, "published": published, "received": received,
+                       "processed": processed, "dropped": dropped,
+                       "output_rate_hz": processed / run_seconds,
+                       "bare_estimator_rate_hz": 1e3 / float(np.median(process_ms))},
+    }
+    print(f"\nbench_node: {args.method} on {args.device}, input {args.width}×{args.height}, random-init weights")
+    print(f"{'measure':<44}{'value':>12}")
+    print(f"{'DepthEstimator.process (median, ms)':<44}{results['estimator_process_ms']:>12.1f}")
+    print(f"{'node: image in -> depth out (median, ms)':<44}{results['node_latency_ms']:>12.1f}")
+    print(f"{'ROS overhead (node latency / process)':<44}{results['ros_overhead_ratio']:>12.2f}")
+    rate_label = f"node output rate at {args.rate:g} Hz input (Hz)"
+    print(f"{rate_label:<44}{results['throughput']['output_rate_hz']:>12.2f}")
+    print(f"{'bare estimator rate (Hz)':<44}{results['throughput']['bare_estimator_rate_hz']:>12.2f}")
+    print(f"{'frames received / processed / dropped':<44}{f'{received} / {processed} / {dropped}':>12}")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    temporary = RESULTS / "bench_node.json.tmp"
+    temporary.write_text(json.dumps(results, indent=2) + "\n")
+    os.replace(temporary, RESULTS / "bench_node.json")
+    print(f"wrote {RESULTS / 'bench_node.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

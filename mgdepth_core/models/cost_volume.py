@@ -1,8 +1,9 @@
 """Manydepth's multi-frame encoder: a ResNet with a plane-sweep cost volume inserted after ``layer1``.
 
 The cost volume is built at 1/4 resolution from the raw ``layer1`` features of the current and the lookup frame.
-It is accumulated a few depth bins at a time, so the B×bins×C×h×w warped-feature volume of the original code
-never exists; everything about it runs without gradients, as in the original.
+It is accumulated a few depth bins at a time and only where a hypothesis lands inside the lookup frame, so the
+B×bins×C×h×w warped-feature volume of the original code never exists; everything about it runs without
+gradients, as in the original.
 """
 
 from __future__ import annotations
@@ -55,52 +56,65 @@ def build_cost_volume(current: torch.Tensor, lookup: torch.Tensor, T_lookup_curr
     ``current``, ``lookup``: B×C×h×w features; ``T_lookup_current``: B×4×4 (current-camera points into the lookup
     camera; an all-zero matrix marks a missing lookup frame, whose volume is then empty); ``K``: B×3×3 pixels of
     the h×w feature map; ``depth_bins``: D ascending depths, metres. Entry (d, v, u) is the channel mean of
-    |lookup(warp of (u, v) at depth d) − current(u, v)|, valid where the warp lands at least 2 px inside the lookup
-    map, in front of the camera, and (u, v) is at least 2 px inside the current map. ``chunk_elements`` bounds the
-    size of the warped-feature block processed at once (bins per chunk = chunk_elements / (C·h·w)).
+    |lookup(warp of (u, v) at depth d) − current(u, v)| with bilinear sampling, valid where the warp lands at
+    least 2 px inside the lookup map, in front of the camera, and (u, v) is at least 2 px inside the current map;
+    invalid entries, and valid ones whose cost is exactly 0 (as in the original), count as missing.
+
+    Only valid (bin, pixel) pairs are sampled. Bilinear sampling and the subtraction of the current feature are
+    one fused ``embedding_bag`` over a table of lookup and current feature vectors; ``chunk_elements`` bounds the
+    size of the block of feature differences that exists at once.
     """
-    current = current.float()
-    lookup = lookup.float()
     batch, channels, height, width = current.shape
     num_bins = depth_bins.numel()
     pixels = height * width
-    cost = current.new_zeros(batch, num_bins, pixels)
+    device = current.device
+    cost = torch.zeros(batch * num_bins * pixels, device=device)
 
-    active = torch.count_nonzero(T_lookup_current.flatten(1), dim=1) > 0
-    if bool(active.any()):
-        index = active.nonzero().squeeze(1)
-        T = T_lookup_current[index].float()
-        K_active = K[index].float()
-        grid = pixel_grid(height, width, current.device).reshape(1, 3, pixels)
+    active = (torch.count_nonzero(T_lookup_current.flatten(1), dim=1) > 0).nonzero().squeeze(1)
+    if len(active):
+        T = T_lookup_current[active].float()
+        K_active = K[active].float()
+        grid = pixel_grid(height, width, device).reshape(1, 3, pixels)
         # A pixel at depth d lands at d·(K R K⁻¹ p) + K t (homogeneous), so one product serves every bin.
-        rays = K_active @ T[:, :3, :3] @ torch.linalg.inv(K_active) @ grid  # b×3×N
-        offset = K_active @ T[:, :3, 3:]  # b×3×1
+        rays = (K_active @ T[:, :3, :3] @ torch.linalg.inv(K_active) @ grid).unsqueeze(1)  # b×1×3×N
+        offset = (K_active @ T[:, :3, 3:]).unsqueeze(1)  # b×1×3×1
         u0, v0 = grid[0, 0], grid[0, 1]
         inside_current = ((u0 >= BORDER_PX) & (u0 <= width - 1 - BORDER_PX)
                           & (v0 >= BORDER_PX) & (v0 <= height - 1 - BORDER_PX))
-        current_flat = current[index].reshape(len(index), channels, 1, pixels)
-        lookup_active = lookup[index]
-        bins_per_chunk = max(1, chunk_elements // max(1, channels * pixels))
-        bins = depth_bins.to(current.device, torch.float32)
+        # Row table: for active sample i, rows [2iN, 2iN + N) hold its lookup features, the next N its current ones.
+        table = torch.stack([lookup[active], current[active]], 1).float().permute(0, 1, 3, 4, 2)
+        table = table.reshape(-1, channels)
+        sample_base = (torch.arange(len(active), device=device) * 2 * pixels).view(-1, 1, 1)
+        pixel_index = torch.arange(pixels, device=device).view(1, 1, pixels)
+        cost_base = (active * num_bins * pixels).view(-1, 1, 1)
+        bins = depth_bins.to(device, torch.float32)
+        bins_per_chunk = max(1, chunk_elements // max(1, channels * pixels * len(active)))
         for start in range(0, num_bins, bins_per_chunk):
             depths = bins[start:start + bins_per_chunk].view(1, -1, 1, 1)
-            chunk = depths.shape[1]
-            cam = rays.unsqueeze(1) * depths + offset.unsqueeze(1)  # b×k×3×N
+            cam = rays * depths + offset  # b×k×3×N
             z = cam[:, :, 2]
             u = cam[:, :, 0] / (z + 1e-7)
             v = cam[:, :, 1] / (z + 1e-7)
             valid = ((u >= BORDER_PX) & (u <= width - BORDER_PX) & (v >= BORDER_PX) & (v <= height - BORDER_PX)
                      & (z > 0) & inside_current)
-            sampling = torch.stack([u / (width - 1) * 2 - 1, v / (height - 1) * 2 - 1], dim=-1)
-            warped = F.grid_sample(lookup_active, sampling.view(len(index), chunk * height, width, 2),
-                                   mode="bilinear", padding_mode="zeros", align_corners=True)
-            warped = warped.view(len(index), channels, chunk, pixels).sub_(current_flat).abs_()
-            cost[index, start:start + chunk] = warped.mean(1) * valid
+            u, v = u[valid], v[valid]
+            x0, y0 = u.floor(), v.floor()
+            wx, wy = u - x0, v - y0
+            corner = (y0 * width + x0).long() + sample_base.expand_as(valid)[valid]
+            current_row = (sample_base + pixels + pixel_index).expand_as(valid)[valid]
+            rows = torch.stack([corner, corner + 1, corner + width, corner + width + 1, current_row], 1)
+            weights = torch.stack([(1 - wx) * (1 - wy), wx * (1 - wy), (1 - wx) * wy, wx * wy,
+                                   torch.full_like(wx, -1.0)], 1)
+            difference = F.embedding_bag(rows, table, per_sample_weights=weights, mode="sum")
+            bin_index = torch.arange(start, start + depths.shape[1], device=device).view(1, -1, 1)
+            target = (cost_base + bin_index * pixels + pixel_index).expand_as(valid)[valid]
+            cost[target] = difference.abs_().mean(1)
 
+    cost = cost.view(batch, num_bins, pixels)
     missing = cost == 0
     cost = torch.where(missing, cost.amax(1, keepdim=True), cost)
     confidence = (~missing).all(1, keepdim=True).float()
-    best_depth = depth_bins.to(cost.device, torch.float32)[cost.argmin(1, keepdim=True)]
+    best_depth = depth_bins.to(device, torch.float32)[cost.argmin(1, keepdim=True)]
     return CostVolume(volume=(cost * confidence).view(batch, num_bins, height, width),
                       confidence_mask=confidence.view(batch, 1, height, width),
                       best_depth=best_depth.view(batch, 1, height, width))

@@ -90,7 +90,8 @@ class SyntheticSequence:
         self.street_end = self.ego_speed * num_frames + 120.0  # a building closes the street (bounded depth)
         v, u = np.mgrid[0:height, 0:width].astype(np.float32)
         self._rays_camera = np.stack([(u - self.K[0, 2]) / self.K[0, 0], (v - self.K[1, 2]) / self.K[1, 1],
-                                      np.ones_like(u)], axis=-1).astype(np.float32)  # H×W×3, camera z = 1
+                                      np.ones_like(u)]).astype(np.float32)  # 3×H×W, camera z = 1
+        self._inv_ray_norm = 1.0 / np.linalg.norm(self._rays_camera, axis=0)  # rotation-invariant
         self._face_shades = np.array([[_lambert(np.eye(3)[a] * s) for s in (-1.0, 1.0)] for a in range(3)],
                                      dtype=np.float32)
 
@@ -115,7 +116,7 @@ class SyntheticSequence:
 
     def _finish_materials(self) -> None:
         self.material_colour = np.asarray(self._colours, dtype=np.float32)
-        self.material_texture = np.asarray(self._texture_ids, dtype=np.int64)
+        self.material_texture = np.asarray(self._texture_ids, dtype=np.int32)
         self.material_texel = np.asarray(self._texel_sizes, dtype=np.float32)
 
     def _car(self, rng: np.random.Generator, instance_id: int, anchor, velocity, moving: bool) -> SceneObject:
@@ -203,53 +204,57 @@ class SyntheticSequence:
         if not 0 <= index < self.num_frames:
             raise IndexError(f"frame {index} outside 0..{self.num_frames - 1} of synthetic sequence seed={self.seed}")
         T = self.camera_pose(index)
-        rotation, origin = T[:3, :3], T[:3, 3].astype(np.float32)
-        rays = self._rays_camera @ rotation.T.astype(np.float32)  # H×W×3 world directions, camera z component 1
+        origin = T[:3, 3].astype(np.float32)
+        shape = (self.height, self.width)
+        # 3×H×W world ray directions (camera z component 1, so the ray parameter is the depth)
+        rays = (T[:3, :3].astype(np.float32) @ self._rays_camera.reshape(3, -1)).reshape(3, *shape)
         rays[np.abs(rays) < 1e-9] = 1e-9
         inv_rays = 1.0 / rays
-        shape = (self.height, self.width)
-        depth = np.empty(shape, dtype=np.float32)
-        material = np.empty(shape, dtype=np.int64)
-        tex_a, tex_b, shade = (np.empty(shape, dtype=np.float32) for _ in range(3))
         instances = np.zeros(shape, dtype=np.int64)
-
-        self._render_planes(rays, origin, depth, material, tex_a, tex_b, shade)
+        depth, material, tex_a, tex_b, shade = self._render_planes(rays, origin)
         for obj in self.objects:
             anchor = obj.anchor + obj.velocity * index
             for lo, hi, box_material in obj.boxes:
                 self._render_box(anchor + lo, anchor + hi, anchor, obj.instance_id, box_material, rays, inv_rays,
                                  T, depth, material, tex_a, tex_b, shade, instances)
-
         image = self._shade(rays, material, tex_a, tex_b, shade)
         depth[~np.isfinite(depth)] = 0.0
         return {"image": image, "depth": depth, "K": self.K.copy(), "T_world_camera": T, "instances": instances,
                 "moving": self.moving.copy(), "classes": self.classes.copy()}
 
-    def _render_planes(self, rays, origin, depth, material, tex_a, tex_b, shade) -> None:
+    def _render_planes(self, rays, origin):
         """Road/sidewalk (y = ROAD_Y), the two facades (x = ±FACADE_X, up to FACADE_TOP_Y) and the building that
-        closes the street (z = self.street_end)."""
+        closes the street (z = self.street_end). Returns per-pixel depth (inf = sky), material, texture
+        coordinates (metres) and shade, each H×W."""
+        rx, ry, rz = rays
+        ox, oy, oz = (float(c) for c in origin)
         with np.errstate(divide="ignore", invalid="ignore"):
-            t_road = np.where(rays[..., 1] > 1e-6, (ROAD_Y - origin[1]) / rays[..., 1], np.inf)
-            left = rays[..., 0] < 0
-            t_wall = (np.where(left, -FACADE_X, FACADE_X) - origin[0]) / rays[..., 0]
-            t_end = (self.street_end - origin[2]) / rays[..., 2]
-        t_wall = np.where((t_wall > 0) & (origin[1] + t_wall * rays[..., 1] >= FACADE_TOP_Y), t_wall, np.inf)
-        t_end = np.where((t_end > 0) & (origin[1] + t_end * rays[..., 1] >= FACADE_TOP_Y), t_end, np.inf)
-        road = np.isfinite(t_road) & (t_road <= t_wall) & (t_road <= t_end)
+            t_road = (ROAD_Y - oy) / ry
+            t_road[ry <= 1e-6] = np.inf
+            left = rx < 0
+            t_wall = np.where(left, np.float32(-FACADE_X - ox), np.float32(FACADE_X - ox)) / rx
+            t_end = np.float32(self.street_end - oz) / rz
+        t_wall[(t_wall <= 0) | (oy + t_wall * ry < FACADE_TOP_Y)] = np.inf
+        t_end[(t_end <= 0) | (oy + t_end * ry < FACADE_TOP_Y)] = np.inf
+        road = (t_road <= t_wall) & (t_road <= t_end) & (t_road < np.inf)
         end = ~road & (t_end < t_wall)
-        wall = ~road & ~end & np.isfinite(t_wall)
-        hit_t = np.where(road, t_road, np.minimum(t_wall, t_end))
-        depth[...] = hit_t
-        point = origin + np.where(np.isfinite(hit_t), hit_t, 0)[..., None] * rays
-        sidewalk = np.abs(point[..., 0]) > KERB_X
-        material[...] = np.where(road, np.where(sidewalk, self.sidewalk_material, self.road_material),
-                                 np.where(wall, np.where(left, self.facade_materials[0], self.facade_materials[1]),
-                                          np.where(end, self.facade_materials[2], SKY)))
-        tex_a[...] = np.where(road, point[..., 0], np.where(wall, point[..., 2], point[..., 0]))
-        tex_b[...] = np.where(road, point[..., 2], point[..., 1])
-        shade[...] = np.where(road, _lambert(np.array([0.0, -1.0, 0.0])), np.where(
-            wall, np.where(left, _lambert(np.array([1.0, 0, 0])), _lambert(np.array([-1.0, 0, 0]))),
-            _lambert(np.array([0.0, 0, -1.0]))))
+        wall = ~road & ~end & (t_wall < np.inf)
+        depth = np.where(road, t_road, np.minimum(t_wall, t_end))
+        finite = np.where(depth < np.inf, depth, np.float32(0))
+        px, py, pz = ox + finite * rx, oy + finite * ry, oz + finite * rz
+        material = np.full(depth.shape, SKY, dtype=np.int32)
+        material[road] = self.road_material
+        material[road & (np.abs(px) > KERB_X)] = self.sidewalk_material
+        material[wall & left] = self.facade_materials[0]
+        material[wall & ~left] = self.facade_materials[1]
+        material[end] = self.facade_materials[2]
+        tex_a = np.where(wall, pz, px)  # road: (x, z); facades: (z, y); end wall: (x, y)
+        tex_b = np.where(road, pz, py)
+        shade = np.full(depth.shape, _lambert(np.array([0.0, 0, -1.0])), dtype=np.float32)
+        shade[road] = _lambert(np.array([0.0, -1.0, 0.0]))
+        shade[wall & left] = _lambert(np.array([1.0, 0, 0]))
+        shade[wall & ~left] = _lambert(np.array([-1.0, 0, 0]))
+        return depth, material, tex_a, tex_b, shade
 
     def _screen_rect(self, lo, hi, T) -> tuple[int, int, int, int] | None:
         """Conservative pixel rectangle (v0, v1, u0, u1) covering the box, or None when it is behind the camera."""
@@ -276,29 +281,27 @@ class SyntheticSequence:
             return
         v0, v1, u0, u1 = rect
         origin = T[:3, 3]
-        sub_rays, sub_inv = rays[v0:v1, u0:u1], inv_rays[v0:v1, u0:u1]
-        t1 = (lo - origin).astype(np.float32) * sub_inv
-        t2 = (hi - origin).astype(np.float32) * sub_inv
+        sub_inv = inv_rays[:, v0:v1, u0:u1]
+        t1 = (lo - origin).astype(np.float32)[:, None, None] * sub_inv
+        t2 = (hi - origin).astype(np.float32)[:, None, None] * sub_inv
         t_min = np.minimum(t1, t2)
-        t_near = t_min.max(axis=-1)
-        t_far = np.maximum(t1, t2).min(axis=-1)
+        t_near = t_min.max(axis=0)
+        t_far = np.maximum(t1, t2).min(axis=0)
         sub_depth = depth[v0:v1, u0:u1]
         hit = (t_near <= t_far) & (t_near > 0.05) & (t_near < sub_depth)
         if not hit.any():
             return
-        axis = t_min.argmax(axis=-1)[hit]
+        axis = t_min.argmax(axis=0)[hit]
         t_hit = t_near[hit]
-        ray_hit = sub_rays[hit]
-        local = (origin - anchor).astype(np.float32) + t_hit[:, None] * ray_hit  # texture moves with the object
+        ray_hit = rays[:, v0:v1, u0:u1][:, hit]  # 3×n
+        local = (origin - anchor).astype(np.float32)[:, None] + t_hit * ray_hit  # texture moves with the object
         # the visible face's normal points back towards the camera
-        normal_sign = -np.sign(ray_hit[np.arange(len(axis)), axis])
-        first = np.choose(axis, [local[:, 2], local[:, 0], local[:, 0]])
-        second = np.choose(axis, [local[:, 1], local[:, 2], local[:, 1]])
+        facing_positive = ray_hit[axis, np.arange(len(axis))] < 0
         sub_depth[hit] = t_hit
         material[v0:v1, u0:u1][hit] = box_material
-        tex_a[v0:v1, u0:u1][hit] = first
-        tex_b[v0:v1, u0:u1][hit] = second
-        shade[v0:v1, u0:u1][hit] = self._face_shades[axis, (normal_sign > 0).astype(int)]
+        tex_a[v0:v1, u0:u1][hit] = np.choose(axis, [local[2], local[0], local[0]])
+        tex_b[v0:v1, u0:u1][hit] = np.choose(axis, [local[1], local[2], local[1]])
+        shade[v0:v1, u0:u1][hit] = self._face_shades[axis, facing_positive.astype(np.int64)]
         instances[v0:v1, u0:u1][hit] = instance_id
 
     def _shade(self, rays, material, tex_a, tex_b, shade) -> np.ndarray:
@@ -313,16 +316,16 @@ class SyntheticSequence:
         facade = (material >= self.facade_materials[0]) & (material <= self.facade_materials[-1])
         along, up = np.mod(tex_a, 4.0), np.mod(tex_b - ROAD_Y, 3.5)  # facade coordinates are (z or x, y)
         window = facade & (along > 1.2) & (along < 3.0) & (up > 1.0) & (up < 2.6)
-        brightness = np.where(window, brightness * 0.35, brightness)
-        image = self.material_colour[material] * brightness[..., None]
-        image = np.where(marking[..., None], np.float32(0.9) * shade[..., None], image)
+        brightness[window] *= 0.35
+        brightness[marking] = 0.9 * shade[marking]
+        colour = self.material_colour[material]
+        colour[marking] = 1.0
+        image = colour * brightness[..., None]
         sky = material == SKY
         if sky.any():
-            elevation = -rays[..., 1] / np.linalg.norm(rays, axis=-1)  # up is −y
-            blend = np.clip(elevation * 2.0, 0, 1)[..., None]
-            sky_colour = (1 - blend) * SKY_HORIZON + blend * SKY_ZENITH
-            image = np.where(sky[..., None], sky_colour, image)
-        return np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
+            blend = np.clip(-2.0 * rays[1][sky] * self._inv_ray_norm[sky], 0, 1)[:, None]  # elevation; up is −y
+            image[sky] = (1 - blend) * SKY_HORIZON + blend * SKY_ZENITH
+        return (np.clip(image, 0, 1) * 255.0 + 0.5).astype(np.uint8)
 
 
 def _lambert(normal: np.ndarray) -> float:
@@ -334,14 +337,16 @@ def _bilinear_periodic(textures: np.ndarray, texture_ids: np.ndarray, a: np.ndar
     """Bilinear lookup in tileable textures (N×S×S) at texel coordinates (a = column, b = row), per pixel."""
     size = textures.shape[-1]
     flat = textures.reshape(-1)
+    mask = size - 1  # size is a power of two
     a0, b0 = np.floor(a), np.floor(b)
-    fa, fb = (a - a0).astype(np.float32), (b - b0).astype(np.float32)
-    a0 = a0.astype(np.int64) % size
-    b0 = b0.astype(np.int64) % size
-    a1, b1 = (a0 + 1) % size, (b0 + 1) % size
-    base = texture_ids * size * size
-    top = flat[base + b0 * size + a0] * (1 - fa) + flat[base + b0 * size + a1] * fa
-    bottom = flat[base + b1 * size + a0] * (1 - fa) + flat[base + b1 * size + a1] * fa
+    fa, fb = a - a0, b - b0
+    a0 = a0.astype(np.int32) & mask
+    b0 = b0.astype(np.int32) & mask
+    a1, b1 = (a0 + 1) & mask, (b0 + 1) & mask
+    base = texture_ids * (size * size)
+    b0, b1 = base + b0 * size, base + b1 * size
+    top = flat[b0 + a0] * (1 - fa) + flat[b0 + a1] * fa
+    bottom = flat[b1 + a0] * (1 - fa) + flat[b1 + a1] * fa
     return top * (1 - fb) + bottom * fb
 
 

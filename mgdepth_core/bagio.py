@@ -244,27 +244,19 @@ def decode_image(msg: Any) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-def _camera_infos(reader: AnyReader, path: Path, topic: str) -> tuple[list[int], list[tuple]]:
-    """Sorted header stamps and (K, (width, height)) of every calibrated CameraInfo on ``topic``."""
-    connections = _connections(reader, path, topic, (CAMERA_INFO,), "--camera-info-topic")
-    entries = []
-    uncalibrated = 0
-    for connection, _, raw in _messages(reader, path, connections):
-        try:
-            msg = reader.deserialize(raw, connection.msgtype)
-        except Exception as exc:
-            LOGGER.warning("bag %s: skipping a corrupt CameraInfo on %s: %s", path, topic, exc)
-            continue
-        K = tuple(float(v) for v in msg.k)
-        if K[0] <= 0 or K[4] <= 0:
-            uncalibrated += 1
-            continue
-        entries.append((stamp_ns(msg.header), K, (int(msg.width), int(msg.height))))
-    if not entries:
-        detail = f" ({uncalibrated} with an all-zero K: uncalibrated camera)" if uncalibrated else ""
-        raise BagError(f"bag {path}: topic {topic} has no usable CameraInfo{detail}; pass --intrinsics FILE instead")
-    entries.sort(key=lambda e: e[0])
-    return [e[0] for e in entries], [(e[1], e[2]) for e in entries]
+def _camera_info_entry(reader: AnyReader, path: Path, connection: Any, raw: bytes, counts: Counter) -> tuple | None:
+    """(stamp, K, (width, height)) of one CameraInfo message, or None (counted) where it is corrupt/uncalibrated."""
+    try:
+        msg = reader.deserialize(raw, connection.msgtype)
+    except Exception as exc:
+        LOGGER.warning("bag %s: skipping a corrupt CameraInfo on %s: %s", path, connection.topic, exc)
+        counts["corrupt"] += 1
+        return None
+    K = tuple(float(v) for v in msg.k)
+    if K[0] <= 0 or K[4] <= 0:
+        counts["uncalibrated"] += 1
+        return None
+    return stamp_ns(msg.header), K, (int(msg.width), int(msg.height))
 
 
 def _messages(reader: AnyReader, path: Path, connections: list, start: int | None = None,
@@ -296,9 +288,9 @@ def index_bag(path: str | Path, image_topic: str, camera_info_topic: str = "", i
         msgtypes = {c.msgtype for c in image_connections}
         if len(msgtypes) > 1:
             raise BagError(f"bag {path}: topic {image_topic} mixes {sorted(msgtypes)}")
+        info_connections = []
         if intrinsics_file:
             file_K, file_size = load_intrinsics_file(intrinsics_file)
-            info_stamps, infos = [], []
             camera_info_topic = ""
         else:
             if not camera_info_topic:
@@ -309,13 +301,19 @@ def index_bag(path: str | Path, image_topic: str, camera_info_topic: str = "", i
                         f"bag {path} has no camera_info next to {image_topic}: pass --camera-info-topic TOPIC "
                         f"(CameraInfo topics in the bag: {', '.join(topics) or 'none'}) or --intrinsics FILE")
                 LOGGER.info("bag %s: using camera_info topic %s", path, camera_info_topic)
-            info_stamps, infos = _camera_infos(reader, path, camera_info_topic)
-        tolerance_ns = camera_info_tolerance_s * 1e9
+            info_connections = _connections(reader, path, camera_info_topic, (CAMERA_INFO,), "--camera-info-topic")
         skipped: Counter = Counter()
-        raw_frames: list[tuple[int, int, int, str, tuple, tuple]] = []
+        info_counts: Counter = Counter()
+        images: list[tuple[int, int, int, str]] = []  # stamp, receive time, ordinal, frame_id
+        infos: list[tuple] = []
         seen_log_times: Counter = Counter()
         checked_encodings: set[str] = set()
-        for connection, log_time, raw in _messages(reader, path, image_connections):
+        for connection, log_time, raw in _messages(reader, path, image_connections + info_connections):
+            if connection.msgtype == CAMERA_INFO:
+                entry = _camera_info_entry(reader, path, connection, raw, info_counts)
+                if entry is not None:
+                    infos.append(entry)
+                continue
             ordinal = seen_log_times[log_time]
             seen_log_times[log_time] += 1
             try:
@@ -333,18 +331,14 @@ def index_bag(path: str | Path, image_topic: str, camera_info_topic: str = "", i
                 LOGGER.warning("bag %s: skipping frame on %s at t=%d ns: %s", path, image_topic, log_time, reason)
                 skipped["corrupt message"] += 1
                 continue
-            stamp = stamp_ns(msg.header) or log_time
-            if intrinsics_file:
-                K, size = tuple(file_K.reshape(-1)), file_size
-            else:
-                nearest = _nearest(info_stamps, stamp)
-                if nearest is None or abs(info_stamps[nearest] - stamp) > tolerance_ns:
-                    skipped["no camera_info within tolerance"] += 1
-                    continue
-                K, size = infos[nearest]
-            raw_frames.append((stamp, log_time, ordinal, msg.header.frame_id, K, size))
+            images.append((stamp_ns(msg.header) or log_time, log_time, ordinal, msg.header.frame_id))
     finally:
         reader.close()
+    if intrinsics_file:
+        raw_frames = [(*image, tuple(file_K.reshape(-1)), file_size) for image in images]
+    else:
+        raw_frames = _pair_camera_infos(path, camera_info_topic, images, infos, info_counts,
+                                        camera_info_tolerance_s, skipped)
     if skipped["no camera_info within tolerance"]:
         LOGGER.warning("bag %s: %d frames of %s have no camera_info within %.3f s and are skipped",
                        path, skipped["no camera_info within tolerance"], image_topic, camera_info_tolerance_s)
@@ -352,6 +346,25 @@ def index_bag(path: str | Path, image_topic: str, camera_info_topic: str = "", i
     if not frames:
         raise BagError(f"bag {path}: no usable frames on {image_topic} (skipped: {dict(skipped) or 'none'})")
     return BagIndex(path, image_topic, msgtypes.pop(), camera_info_topic, frames, skipped)
+
+
+def _pair_camera_infos(path: Path, topic: str, images: list[tuple], infos: list[tuple], info_counts: Counter,
+                       tolerance_s: float, skipped: Counter) -> list[tuple]:
+    """Each image entry extended by (K, size) of the CameraInfo with the nearest stamp within ``tolerance_s``."""
+    if not infos:
+        detail = (f" ({info_counts['uncalibrated']} with an all-zero K: uncalibrated camera)"
+                  if info_counts["uncalibrated"] else "")
+        raise BagError(f"bag {path}: topic {topic} has no usable CameraInfo{detail}; pass --intrinsics FILE instead")
+    infos.sort(key=lambda entry: entry[0])
+    info_stamps = [entry[0] for entry in infos]
+    paired = []
+    for image in images:
+        nearest = _nearest(info_stamps, image[0])
+        if abs(info_stamps[nearest] - image[0]) > tolerance_s * 1e9:
+            skipped["no camera_info within tolerance"] += 1
+            continue
+        paired.append((*image, infos[nearest][1], infos[nearest][2]))
+    return paired
 
 
 def _nearest(sorted_stamps: list[int], stamp: int) -> int | None:

@@ -273,6 +273,8 @@ def index_bag(path: str | Path, image_topic: str, camera_info_topic: str = "", i
               camera_info_tolerance_s: float = 0.05, max_gap_s: float = 0.25) -> BagIndex:
     """Read ``path`` once and list every decodable frame of ``image_topic`` with its intrinsics.
 
+    An empty ``image_topic`` selects the bag's only Image/CompressedImage topic (an error lists them otherwise).
+
     Intrinsics come from ``intrinsics_file`` when given, else from ``camera_info_topic`` (or, when that is empty,
     the image topic's sibling ``camera_info``), paired by header stamp: exact, else the nearest within
     ``camera_info_tolerance_s`` seconds. Frames whose message does not deserialise or whose payload is malformed
@@ -280,10 +282,15 @@ def index_bag(path: str | Path, image_topic: str, camera_info_topic: str = "", i
     ``max_gap_s`` decides what a backwards jump is (see the module doc).
     """
     path = Path(path)
-    if not image_topic:
-        raise BagError(f"bag {path}: no image topic given (--image-topic)")
     reader = open_bag(path)
     try:
+        if not image_topic:
+            candidates = sorted({c.topic for c in reader.connections if c.msgtype in IMAGE_TYPES})
+            if len(candidates) != 1:
+                raise BagError(f"bag {path}: pass --image-topic; its image topics: {', '.join(candidates) or 'none'} "
+                               f"(all topics: {_describe_topics(reader)})")
+            image_topic = candidates[0]
+            LOGGER.info("bag %s: using image topic %s, the only one", path, image_topic)
         image_connections = _connections(reader, path, image_topic, IMAGE_TYPES, "--image-topic")
         msgtypes = {c.msgtype for c in image_connections}
         if len(msgtypes) > 1:

@@ -130,6 +130,7 @@ def test_real_sqlite3_jpeg_frames_within_a_few_grey_levels(shared_data):
         error = np.abs(decoded.astype(int) - reference)
         assert error.mean() < 4.0 and np.median(error) <= 3
     assert index.frames[5].K[0] == KITTI_FX
+    assert index_bag(shared_data / JPEG_BAG, "").image_topic == JPEG_TOPIC  # the bag's only image topic
     assert len(sample_windows(split_sequences(index.frames, 0.25), [0, -1, 1])) == 38
     # a 5-frame window needs two neighbours on each side
     assert len(sample_windows(split_sequences(index.frames, 0.25), [0, -2, -1, 1, 2])) == 36
@@ -206,11 +207,14 @@ def test_bad_topics_and_missing_intrinsics_give_errors_naming_the_fix(shared_dat
 
 def test_unsupported_encoding_is_named(tmp_path):
     with Writer(tmp_path / "bag", version=9, storage_plugin=STORAGES["mcap"]) as writer:
-        conn = writer.add_connection("/depth", IMAGE, typestore=TYPESTORE)
         msg = image_message(header(T0, "cam"), np.ones((4, 6), np.float32), "32FC1")
-        writer.write(conn, T0, TYPESTORE.serialize_cdr(msg, IMAGE))
+        for topic in ("/depth", "/depth_copy"):
+            connection = writer.add_connection(topic, IMAGE, typestore=TYPESTORE)
+            writer.write(connection, T0, TYPESTORE.serialize_cdr(msg, IMAGE))
     with pytest.raises(BagError, match="unsupported image encoding '32FC1'"):
         index_bag(tmp_path / "bag", "/depth", intrinsics_file=str(_intrinsics_yaml(tmp_path)))
+    with pytest.raises(BagError, match="pass --image-topic; its image topics: /depth, /depth_copy"):
+        index_bag(tmp_path / "bag", "", intrinsics_file=str(_intrinsics_yaml(tmp_path)))
 
 
 def _intrinsics_yaml(tmp_path: Path) -> Path:

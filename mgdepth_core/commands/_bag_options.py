@@ -14,7 +14,8 @@ def add_bag_input_arguments(parser: argparse.ArgumentParser, with_bag: bool = Tr
         group.add_argument("--bag", default=None, metavar="PATH",
                            help="rosbag2 folder (metadata.yaml + .mcap or .db3) to train on")
     group.add_argument("--image-topic", default=None, metavar="TOPIC",
-                       help="camera topic, sensor_msgs/Image or sensor_msgs/CompressedImage (JPEG/PNG)")
+                       help="camera topic, sensor_msgs/Image or sensor_msgs/CompressedImage (JPEG/PNG); may be "
+                            "left out when the bag has exactly one image topic")
     group.add_argument("--camera-info-topic", default=None, metavar="TOPIC",
                        help="sensor_msgs/CameraInfo topic paired with the images by header stamp; "
                             "default: the image topic's sibling camera_info")
@@ -22,11 +23,11 @@ def add_bag_input_arguments(parser: argparse.ArgumentParser, with_bag: bool = Tr
                        help="YAML/JSON intrinsics (K 3×3, or fx fy cx cy, optional width height) for a bag "
                             "without camera_info; replaces camera_info")
     group.add_argument("--max-gap", type=float, default=None, metavar="SECONDS",
-                       help="largest stamp gap between consecutive frames of one sequence; sets data.max_gap_s "
-                            "(0.25 unless the config says otherwise)")
+                       help="largest stamp gap between consecutive frames of one sequence, seconds "
+                            "(default: 0.25, or the config's data.max_gap_s)")
     group.add_argument("--camera-info-tolerance", type=float, default=None, metavar="SECONDS",
-                       help="largest stamp difference between a frame and its camera_info; sets "
-                            "data.camera_info_tolerance_s (0.05 unless the config says otherwise)")
+                       help="largest stamp difference between a frame and its camera_info, seconds "
+                            "(default: 0.05, or the config's data.camera_info_tolerance_s)")
 
 
 def bag_overrides(args: argparse.Namespace) -> list[str]:

@@ -67,7 +67,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="weights folder (ours or the official release layout); empty = random init, for "
                              "plumbing tests only")
     parser.add_argument("--method", choices=["manydepth2", "manydepth"], default="manydepth2", help="model")
-    parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, ...")
+    parser.add_argument("--device", default="auto", help="torch device: auto (cuda when available), cpu, cuda:1, ...")
+    parser.add_argument("--height", type=int, default=0,
+                        help="network input height (multiple of 32); 0 = the resolution of the weights")
+    parser.add_argument("--width", type=int, default=0,
+                        help="network input width (multiple of 32); 0 = the resolution of the weights")
     add_bag_input_arguments(parser, with_bag=False)
     parser.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap", help="output storage plugin")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
@@ -100,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
                                cloud_decimation=args.cloud_decimation, cloud_max_range=args.cloud_max_range,
                                mask_encoding=args.mask_encoding, odom_frame=args.odom_frame, max_gap_s=max_gap,
                                copy_input=not args.no_copy_input)
-    estimator = DepthEstimator.from_weights(args.weights, method=args.method, device=args.device)
+    estimator = DepthEstimator.from_weights(args.weights, method=args.method, device=args.device,
+                                            height=args.height, width=args.width, max_gap_s=max_gap)
     counts = process_bag(index, args.output, estimator, options, storage=args.storage, overwrite=args.overwrite,
                          max_frames=args.max_frames)
     LOG.info("wrote %s: %s", args.output, ", ".join(f"{topic} {n}" for topic, n in sorted(counts.items())))

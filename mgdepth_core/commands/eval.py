@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--csv", default=None, help="write per-image metrics to this CSV file")
     parser.add_argument("--data", default=None, help="with --weights: data set root (KITTI raw or Cityscapes)")
     parser.add_argument("--image-ext", default=".png", help="with --weights: KITTI image extension")
-    parser.add_argument("--device", default="cpu", help="with --weights: torch device")
+    parser.add_argument("--device", default="auto", help="with --weights: torch device (auto, cpu, cuda, cuda:N)")
     parser.add_argument("--save-predictions", default=None, help="with --weights: save the depth maps (.npz)")
 
 
@@ -85,7 +85,8 @@ def _predict_with_model(args: argparse.Namespace, protocol: str) -> tuple[list[n
         frames = cityscapes_eval_frames(args.data, lines)
     else:
         frames = kitti_eval_frames(args.data, lines, args.image_ext)
-    estimator = DepthEstimator.from_weights(args.weights, device=args.device)
+    # Manydepth's evaluation always matches frame t against t−1, however little the camera moved
+    estimator = DepthEstimator.from_weights(args.weights, device=args.device, min_translation=0.0)
     predictions, single_frame = predict_split(estimator, frames)
     if single_frame:
         print(f"{single_frame} frames had no previous frame and were predicted in single-frame mode")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -141,3 +142,17 @@ def test_model_evaluation_feeds_previous_then_current_frame_per_line(shared_data
                           % 100_003) for f in (0, 4, 5)}
     assert estimator.calls == ["reset", fingerprint[0], "reset", fingerprint[4], fingerprint[5]]
     assert single_frame == 1 and [p[0, 0] for p in predictions] == [2.0, 5.0]
+
+
+
+def test_benchmark_ground_truth_reads_annotated_pngs(tmp_path):
+    drive = tmp_path / "kitti" / DRIVE
+    annotated = drive / "proj_depth" / "groundtruth" / "image_02"
+    annotated.mkdir(parents=True)
+    depth = np.zeros((6, 10), dtype=np.uint16)
+    depth[2, 3], depth[4, 7] = 256 * 12 + 128, 256 * 70  # 12.5 m and 70 m
+    cv2.imwrite(str(annotated / "0000000005.png"), depth)
+    split = _split(tmp_path, [5], name="eigen_benchmark")
+    result = export_ground_truth(tmp_path / "kitti", str(split), progress=False)
+    (gt,) = load_ground_truth(result.path)
+    assert gt[2, 3] == 12.5 and gt[4, 7] == 70.0 and (gt > 0).sum() == 2

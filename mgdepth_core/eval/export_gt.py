@@ -23,7 +23,7 @@ from tqdm import tqdm
 from mgdepth_core.data.kitti import KittiCalibration, load_velodyne, project_velodyne
 from mgdepth_core.data.splits import SplitError, SplitLine, read_split, split_file
 
-SUPPORTED_SPLITS = ("eigen", "eigen_benchmark")
+GROUND_TRUTH_KINDS = ("eigen", "eigen_benchmark")
 
 
 @dataclass
@@ -58,20 +58,21 @@ def ground_truth_map(root: Path, line: SplitLine, benchmark: bool, velodyne_dept
 
 def export_ground_truth(data_path: str | Path, split: str = "eigen", splits_dir: str | Path | None = None,
                         out: str | Path | None = None, skip_missing: bool = False, velodyne_depth: bool = True,
-                        progress: bool = True) -> ExportResult:
+                        progress: bool = True, kind: str | None = None) -> ExportResult:
     """Write ``<split folder>/gt_depths.npz`` (or ``out``) for the split's ``test_files.txt``.
 
     A line whose source file is missing raises an error naming the line, unless ``skip_missing``: then the export
     holds the frames that exist and ``ExportResult.skipped`` lists the others (their order is kept otherwise).
-    ``split`` may also be a folder path; its kind (eigen or eigen_benchmark) is then taken from its name.
+    ``split`` may also be a folder path. ``kind`` (eigen: LiDAR, eigen_benchmark: annotated maps) defaults to
+    eigen_benchmark for a split of that name and to eigen otherwise.
     """
     root = Path(data_path).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(f"KITTI root {root} does not exist")
     test_list = split_file(split, "test", splits_dir)
-    kind = Path(split).name
-    if kind not in SUPPORTED_SPLITS:
-        raise SplitError(f"export-gt supports the splits {', '.join(SUPPORTED_SPLITS)}, got {split!r}")
+    kind = kind or ("eigen_benchmark" if Path(split).name == "eigen_benchmark" else "eigen")
+    if kind not in GROUND_TRUTH_KINDS:
+        raise SplitError(f"export-gt knows the kinds {', '.join(GROUND_TRUTH_KINDS)}, got {kind!r}")
     benchmark = kind == "eigen_benchmark"
     lines = read_split(test_list, min_fields=2)
     out = Path(out) if out else test_list.parent / "gt_depths.npz"

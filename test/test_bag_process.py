@@ -13,6 +13,7 @@ from rosbags.highlevel import AnyReader
 from test_bag_io import T0, small_frames, small_intrinsics, write_bag
 
 from mgdepth_core.bagio import BagError, index_bag
+from mgdepth_core.cli import main
 from mgdepth_core.commands.process_bag import BagOutputOptions, process_bag
 from mgdepth_core.inference import DepthResult, DynamicObject
 from mgdepth_core.pointcloud import unpack_cloud
@@ -169,3 +170,38 @@ def test_existing_output_is_refused_and_an_interrupt_leaves_nothing(shared_data,
     counts = process_bag(index, tmp_path / "out", PlaneEstimator(), storage="sqlite3", overwrite=True,
                          max_frames=2)
     assert counts["/points"] == 2 and len(read_bag(tmp_path / "out")["/points"]) == 2
+
+
+def test_cli_with_a_tiny_random_init_model(shared_data, tmp_path, capsys):
+    frames = small_frames(shared_data, 5)
+    topic, info_topic = write_bag(tmp_path / "in", "mcap", frames, [0.1 * i for i in range(5)], frame_id=FRAME_ID)
+    arguments = ["process-bag", str(tmp_path / "in"), str(tmp_path / "out"), "--method", "manydepth",
+                 "--height", "64", "--width", "128", "--device", "cpu", "--storage", "sqlite3"]
+    assert main(arguments) == 0
+    out = read_bag(tmp_path / "out")
+    for name in ("/depth/image_rect", "/depth/camera_info", "/points", "/odometry", topic, info_topic):
+        assert len(out[name]) == 5
+    assert [stamp(m) for _, m in out["/points"]] == [T0 + i * 100_000_000 for i in range(5)]
+    depth_msg, info = out["/depth/image_rect"][3][1], out["/depth/camera_info"][3][1]
+    assert (depth_msg.encoding, depth_msg.width, depth_msg.height) == ("32FC1", 128, 64)
+    depth = np.frombuffer(depth_msg.data.tobytes(), "<f4").reshape(64, 128)
+    assert np.isfinite(depth).all() and (depth > 0).all()
+    K = info.k.reshape(3, 3)
+    np.testing.assert_allclose(K, small_intrinsics() * np.array([[128 / 128], [64 / 40], [1.0]]), rtol=1e-6)
+    cloud = out["/points"][3][1]
+    xyz, _ = unpack_cloud(cloud.data.tobytes(), cloud.point_step, {f.name: f.offset for f in cloud.fields})
+    rows, cols = np.mgrid[0:64:2, 0:128:2]
+    z = depth[rows, cols]
+    keep = (z > 0.1) & (z <= 80.0)
+    expected = np.stack([(cols[keep] - K[0, 2]) / K[0, 0] * z[keep], (rows[keep] - K[1, 2]) / K[1, 1] * z[keep],
+                         z[keep]], axis=1)
+    np.testing.assert_allclose(xyz, expected, rtol=1e-5, atol=1e-5)
+    positions = [m.pose.pose.position for _, m in out["/odometry"]]
+    assert (positions[0].x, positions[0].y, positions[0].z) == (0.0, 0.0, 0.0)
+    assert all(np.isfinite([p.x, p.y, p.z]).all() for p in positions)
+    capsys.readouterr()
+    assert main(arguments) == 1
+    assert "exists; pass --overwrite" in capsys.readouterr().err
+    write_bag(tmp_path / "no_info", "mcap", frames, [0.0, 0.1, 0.2, 0.3, 0.4], camera_info=False)
+    assert main(["process-bag", str(tmp_path / "no_info"), str(tmp_path / "out2")]) == 1
+    assert "--intrinsics" in capsys.readouterr().err and not (tmp_path / "out2").exists()

@@ -506,8 +506,11 @@ def _default_value(desc: tuple) -> Any:
 
 
 def new_message(typename: str, **fields: Any) -> Any:
-    """A rosbags (Jazzy typestore) message of ``typename``: ``fields`` as given, every other field zero/empty."""
+    """A rosbags (Jazzy typestore) message of ``typename``: ``fields`` as given, every other field zero/empty
+    (a Quaternion's ``w`` defaults to 1, the identity, as in the ROS 2 message definition)."""
     _, definitions = TYPESTORE.fielddefs[typename]
+    if typename == "geometry_msgs/msg/Quaternion":
+        fields.setdefault("w", 1.0)
     values = {name: fields.pop(name) if name in fields else _default_value(desc) for name, desc in definitions}
     if fields:
         raise TypeError(f"{typename} has no field(s) {sorted(fields)}")
@@ -586,7 +589,7 @@ def markers_message(summaries: list[ObjectSummary], header_msg: Any, lifetime_s:
 
     def pose(xyz: np.ndarray) -> Any:
         return new_message("geometry_msgs/msg/Pose", position=_vector("geometry_msgs/msg/Point", xyz),
-                           orientation=new_message("geometry_msgs/msg/Quaternion", w=1.0))
+                           orientation=new_message("geometry_msgs/msg/Quaternion"))
 
     markers = [new_message(marker.__msgtype__, header=header_msg, action=marker.DELETEALL)]
     for summary in summaries:

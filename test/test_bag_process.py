@@ -138,6 +138,7 @@ def test_process_bag_writes_every_output_with_input_headers(shared_data, tmp_pat
     markers = out["/mg/dynamic_objects/markers"][0][1].markers
     assert [m.action for m in markers] == [3, 0, 0] and [m.type for m in markers[1:]] == [1, 9]
     assert markers[1].pose.position.z == pytest.approx(4.95) and markers[2].text.startswith("car 0.90")
+    assert all(m.pose.orientation.w == 1.0 for m in markers)  # identity quaternions, as ROS's default
 
 
 def test_output_mcap_embeds_schemas_for_foxglove(shared_data, tmp_path):

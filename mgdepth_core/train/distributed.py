@@ -78,6 +78,23 @@ def gather_objects(obj: Any, context: DistributedContext) -> list[Any]:
     return gathered
 
 
+def average_(tensors: list[torch.Tensor], context: DistributedContext) -> None:
+    """Replace each tensor, in place, by its mean over ranks (e.g. the tracked depth-bin range)."""
+    if not context.distributed:
+        return
+    for tensor in tensors:
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        tensor.div_(context.world_size)
+
+
+def broadcast_buffers(module: torch.nn.Module, context: DistributedContext) -> None:
+    """Copy rank 0's buffers (BatchNorm statistics, depth bins) to every rank, so all hold the saved model."""
+    if not context.distributed:
+        return
+    for buffer in module.buffers():
+        dist.broadcast(buffer, src=0)
+
+
 def barrier(context: DistributedContext) -> None:
     if context.distributed:
         dist.barrier()

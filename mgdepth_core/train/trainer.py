@@ -49,7 +49,9 @@ from mgdepth_core.train.config import TrainConfig
 from mgdepth_core.train.distributed import (
     DistributedContext,
     all_ranks_true,
+    average_,
     barrier,
+    broadcast_buffers,
     gather_objects,
     init_distributed,
 )
@@ -394,7 +396,9 @@ class Trainer:
         }
 
     def save_checkpoint(self, weights_name: str) -> Path | None:
-        """Rank 0 writes ``models/<weights_name>`` and ``state.pt`` (every rank must call: RNG states are gathered)."""
+        """Rank 0 writes ``models/<weights_name>`` and ``state.pt``. Every rank must call it: RNG states are
+        gathered and rank 0's buffers (BatchNorm statistics of its last batch) become every rank's."""
+        broadcast_buffers(self.model, self.context)
         rng_states = gather_objects(checkpoints.rng_state(), self.context)
         self._saved_step = self.step
         folder = None
@@ -490,6 +494,8 @@ class Trainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 step_losses["loss"].backward()
                 self.optimizer.step()
+                # Each rank tracked the bins on its own batch: their mean is the range of the global batch.
+                average_([self.model.min_depth_bin, self.model.max_depth_bin], self.context)
                 duration = time.perf_counter() - started
                 if self.config.optim.freeze_teacher_step >= 0 and self.step == self.config.optim.freeze_teacher_step:
                     self.freeze_teacher()

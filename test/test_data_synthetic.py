@@ -94,6 +94,16 @@ def test_scene_has_moving_and_parked_cars_and_people_with_consistent_flags():
         sequence.frame(40)
 
 
+@pytest.mark.parametrize("num_frames", [40, 400])
+def test_moving_objects_stay_inside_the_street_for_the_whole_sequence(num_frames):
+    for seed in range(6):
+        sequence = SyntheticSequence(seed, num_frames, 16, 32)
+        for obj in sequence.objects:
+            end = obj.anchor + obj.velocity * (num_frames - 1)
+            assert abs(end[0]) < FACADE_X - 0.3  # nobody walks into a facade
+            assert end[2] + 3 < sequence.street_end  # no car drives into the building closing the street
+
+
 def test_dataset_sample_layout_and_flipped_samples_still_warp():
     dataset = SyntheticDynamicDataset([3], num_frames=8, height=64, width=192, frame_ids=[0, -1, 1],
                                       augment=True, flip_probability=1.0, jitter_probability=0.0)

@@ -87,7 +87,9 @@ class SyntheticSequence:
         for obj in self.objects:
             self.classes[obj.instance_id] = obj.class_id
             self.moving[obj.instance_id] = obj.moving
-        self.street_end = self.ego_speed * num_frames + 120.0  # a building closes the street (bounded depth)
+        # a building closes the street (bounded depth), beyond every car driving ahead
+        last_z = [obj.anchor[2] + obj.velocity[2] * num_frames for obj in self.objects if obj.velocity[2] > 0]
+        self.street_end = max([self.ego_speed * num_frames + 120.0] + [z + 40.0 for z in last_z])
         v, u = np.mgrid[0:height, 0:width].astype(np.float32)
         self._rays_camera = np.stack([(u - self.K[0, 2]) / self.K[0, 0], (v - self.K[1, 2]) / self.K[1, 1],
                                       np.ones_like(u)]).astype(np.float32)  # 3×H×W, camera z = 1
@@ -154,9 +156,10 @@ class SyntheticSequence:
         for _ in range(rng.integers(1, 3)):  # pedestrians crossing the street ahead of the camera
             crossing_z = rng.uniform(15, max(20.0, route - 30))
             direction = rng.choice([-1.0, 1.0])
-            speed = rng.uniform(0.1, 0.18)  # 1.0–1.8 m/s at 10 frames/s
-            # timed so that the person is on the road during the sequence
-            start_x = -direction * rng.uniform(1.5, 6.5)
+            start_offset = rng.uniform(1.5, 6.5)  # starts on the road or the kerb: crosses during the sequence
+            start_x = -direction * start_offset
+            # 1.0–1.8 m/s at 10 frames/s, slower in long sequences so that nobody walks into a facade
+            speed = min(rng.uniform(0.1, 0.18), (start_offset + FACADE_X - 0.5) / self.num_frames)
             objects.append(self._person(rng, next(next_id), (start_x, ROAD_Y, crossing_z),
                                         (direction * speed, 0, 0), True))
             crossings.append(crossing_z)

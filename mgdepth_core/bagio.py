@@ -167,7 +167,7 @@ def load_intrinsics_file(path: str | Path) -> tuple[np.ndarray, tuple[int, int]]
             K[0] *= width
             K[1] *= height
         else:
-            return K, (1, 1)
+            return K, (1, 1)  # K per unit of width/height: intrinsics_for_size scales it to the image
     return K, (width, height)
 
 
@@ -475,7 +475,11 @@ class BagFrameSource:
 
     def image(self, i: int) -> np.ndarray:
         """Frame ``i`` as H×W×3 uint8 RGB at the size stored in the bag."""
-        msgtype, raw = self.raw_message(i)
+        return self.decode(i, *self.raw_message(i))
+
+    def decode(self, i: int, msgtype: str, raw: bytes) -> np.ndarray:
+        """H×W×3 uint8 RGB of frame ``i`` from its message bytes (as :meth:`raw_message` returns them)."""
+        self._open()
         try:
             return decode_image(self._reader.deserialize(raw, msgtype))
         except BagError as exc:
@@ -642,7 +646,11 @@ class BagWriter:
     def __exit__(self, exc_type, exc, traceback) -> bool:
         writer, self._writer = self._writer, None
         if exc_type is None:
-            writer.close()
+            try:
+                writer.close()
+            except BaseException:
+                shutil.rmtree(self.partial, ignore_errors=True)
+                raise
             replaced = self.path.with_name(self.path.name + ".replaced")
             if self.path.exists():
                 os.replace(self.path, replaced)

@@ -142,7 +142,7 @@ def process_bag(index, output: str | Path, estimator, options: BagOutputOptions 
             for i, frame in enumerate(tqdm(frames, desc=f"process-bag {Path(index.path).name}", unit="frame",
                                            dynamic_ncols=True)):
                 msgtype, raw = source.raw_message(i)
-                rgb = source.image(i)
+                rgb = source.decode(i, msgtype, raw)
                 height, width = rgb.shape[:2]
                 K = intrinsics_for_size(frame, width, height)
                 restart = i in sequence_starts or previous_size != (height, width)

@@ -214,13 +214,14 @@ def dynamic_mask_from_instances(instances: np.ndarray, moving: np.ndarray) -> np
     return np.asarray(moving, dtype=bool)[np.asarray(instances, dtype=np.int64)]
 
 
-def evaluate_depth(predictions, ground_truth, dynamic_masks=None, median_scaling: bool = True,
+def evaluate_depth(predictions, ground_truth, masks=None, median_scaling: bool = True,
                    protocol: str = "eigen", predictions_are: Literal["depth", "disparity"] = "depth",
                    min_depth: float = 1e-3, max_depth: float = 80.0, scale_factor: float = 1.0) -> EvalReport:
     """Evaluate N predicted maps against N ground-truth maps (metres, 0 = unknown).
 
     ``predictions``: N maps h×w of depth (metres up to scale) or disparity, any resolution; ``ground_truth``: N maps
-    H_i×W_i; ``dynamic_masks``: optional N maps (H_i×W_i or any size, nearest-resized) True on moving-object pixels.
+    H_i×W_i; ``masks``: optional N dynamic masks (H_i×W_i or any size, nearest-resized), True on moving-object
+    pixels.
     ``scale_factor`` multiplies every prediction first (e.g. 5.4 for stereo-trained models). Returns an EvalReport
     with overall / static / dynamic MetricSets. Raises EvaluationInputError before computing anything on bad input.
     """
@@ -228,13 +229,13 @@ def evaluate_depth(predictions, ground_truth, dynamic_masks=None, median_scaling
         raise EvaluationInputError(f"unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
     if predictions_are not in ("depth", "disparity"):
         raise EvaluationInputError(f"predictions_are must be 'depth' or 'disparity', got {predictions_are!r}")
-    predictions, ground_truth, dynamic_masks = check_inputs(predictions, ground_truth, dynamic_masks,
-                                                             disparity=predictions_are == "disparity")
+    predictions, ground_truth, masks = check_inputs(predictions, ground_truth, masks,
+                                                    disparity=predictions_are == "disparity")
     rule = PROTOCOLS[protocol]
     per_image, ratios = [], []
     for i, (prediction, gt) in enumerate(zip(predictions, ground_truth)):
         gt = gt.astype(np.float32)
-        dynamic = None if dynamic_masks is None else dynamic_masks[i].astype(np.uint8)
+        dynamic = None if masks is None else masks[i].astype(np.uint8)
         if rule.keep_top < 1:
             kept_rows = int(round(gt.shape[0] * rule.keep_top))
             if dynamic is not None and dynamic.shape == gt.shape:

@@ -7,7 +7,9 @@ sample, see :mod:`mgdepth_core.data`). The filter, for each object present in th
 2. forward-warps (z-buffered splat, :func:`mgdepth_core.geometry.forward_splat`) its mask from a source frame
    with the source depth and the *background* ego-motion, i.e. as if the object were static;
 3. compares the warped mask with the observed mask of the same id in the comparison frame by Sørensen–Dice
-   2|A∩B|/(|A|+|B|) (or IoU). With ``extra_distance`` the source is t−1 and the comparison frame t+1 (two
+   2|A∩B|/(|A|+|B|) (or IoU), inside the part of the comparison frame that the source frame sees (pixels no
+   splatted point reached are left out, so objects entering the view are not mistaken for moving ones; the
+   release compares whole masks). With ``extra_distance`` the source is t−1 and the comparison frame t+1 (two
    frames of motion, the exact composed pose, not Dyna-DM's doubled 6-vector); otherwise t−1 is warped to t;
 4. similarity < θ → ``DYNAMIC`` (moved unlike the background), ≥ θ → ``STATIC``;
 5. an object without a counterpart (absent from the source or the comparison frame, or warped out of view) is
@@ -158,9 +160,11 @@ def theta_filter(target_ids: torch.Tensor, source_ids: torch.Tensor, source_dept
     target_masks = one_hot_instances(target_ids, num_ids)
     source_masks = one_hot_instances(source_ids, num_ids)
     compare_masks = one_hot_instances(compare_ids, num_ids)
-    warped, _, _ = geometry.forward_splat(source_masks, source_depth.detach().float(), T_compare_source.detach(),
-                                          K, upscale=config.splat_upscale)
+    warped, _, reached = geometry.forward_splat(source_masks, source_depth.detach().float(),
+                                                T_compare_source.detach(), K, upscale=config.splat_upscale)
     warped = (warped > 0.5).float()
+    # Pixels of the comparison frame that no source point reached (outside the source's view) cannot be compared.
+    compare_masks = compare_masks * reached.float()
     score = mask_similarity(warped, compare_masks, config.similarity)
     area[:, 1:] = target_masks.flatten(2).mean(-1)
     present = area[:, 1:] > 0

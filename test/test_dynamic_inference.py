@@ -1,0 +1,71 @@
+"""Dyna-DM at inference: tracked ids across frames and the theta filter with (here exact) depth and ego-motion."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from dynamic_scenes import Box, intrinsics, pose, render
+
+from mgdepth_core.dynamic import DynamicObjectsConfig, DynamicObjectTracker, FrameInstances
+
+HEIGHT, WIDTH, SPEED = 96, 320, 1.0
+BOXES = [Box(x=-3.0, bottom=1.5, z=12.0, width=2.0, height=1.6),  # parked
+         Box(x=3.0, bottom=1.5, z=15.0, width=2.0, height=1.6, velocity=(-0.8, 0.0, 0.0), class_id=1)]
+
+
+def frame(index: int, swap: bool) -> tuple[torch.Tensor, FrameInstances]:
+    depth, ids = render(BOXES, index, SPEED, HEIGHT, WIDTH)
+    local = ids.copy()
+    if swap:  # the detector numbers the objects differently in this frame
+        local[ids == 1], local[ids == 2] = 2, 1
+    classes = np.array([0, 1, 3] if swap else [0, 3, 1])
+    return torch.from_numpy(depth)[None, None], FrameInstances(local, classes, np.array([0, 0.9, 0.8]))
+
+
+class StubSegmenter:
+    def __init__(self, frames):
+        self.frames = list(frames)
+
+    def __call__(self, image):
+        return [self.frames.pop(0)]
+
+
+def test_tracker_flags_the_moving_object_with_a_persistent_id():
+    K = torch.from_numpy(intrinsics(HEIGHT, WIDTH))[None]
+    image = torch.zeros(1, 3, HEIGHT, WIDTH)
+    (depth_a, det_a), (depth_b, det_b), (depth_c, det_c) = frame(-1, False), frame(0, True), frame(1, False)
+    tracker = DynamicObjectTracker(DynamicObjectsConfig(mode="dyna-dm", extra_distance=False),
+                                   segmenter=StubSegmenter([det_a, det_b, det_c]))
+    mask, objects = tracker.update(image, depth_a, K, None)
+    assert objects == [] and not mask.any()  # no previous frame yet
+    T_prev_current = torch.from_numpy(pose(-1, 0, SPEED))[None]
+    mask, objects = tracker.update(image, depth_b, K, T_prev_current)
+    assert len(objects) == 1
+    moving = objects[0]
+    assert moving.instance_id == 2  # the track id the moving box got in the first frame
+    assert moving.class_name == "person" and moving.score == np.float32(0.9) and moving.dice < 0.9
+    assert mask.dtype == np.uint16 and set(np.unique(mask)) == {0, 2}
+    assert (mask == 2).sum() == moving.pixel_count == (det_b.ids == 1).sum()
+    mask, objects = tracker.update(image, depth_c, K, torch.from_numpy(pose(0, 1, SPEED))[None])
+    assert [o.instance_id for o in objects] == [2]
+    tracker.reset()
+    mask, objects = tracker.update(image, depth_c, K, torch.from_numpy(pose(0, 1, SPEED))[None],
+                                   instances=det_c)
+    assert objects == [] and not mask.any()  # after a gap nothing is compared
+
+
+def test_tracker_handles_empty_frames_and_other_mask_sizes():
+    K = torch.from_numpy(intrinsics(HEIGHT, WIDTH))[None]
+    image = torch.zeros(1, 3, HEIGHT, WIDTH)
+    depth_a, det_a = frame(-1, False)
+    depth_b, det_b = frame(0, False)
+    big = FrameInstances(np.kron(det_b.ids, np.ones((2, 2), dtype=det_b.ids.dtype)), det_b.classes, det_b.scores)
+    empty = FrameInstances(np.zeros((HEIGHT, WIDTH), dtype=np.uint8), np.zeros(1, int), np.zeros(1))
+    tracker = DynamicObjectTracker(DynamicObjectsConfig(mode="dyna-dm"))
+    T = torch.from_numpy(pose(-1, 0, SPEED))[None]
+    assert tracker.update(image, depth_a, K, None, instances=empty)[1] == []
+    assert tracker.update(image, depth_b, K, T, instances=empty)[1] == []
+    tracker.reset()
+    tracker.update(image, depth_a, K, None, instances=det_a)
+    mask, objects = tracker.update(image, depth_b, K, T, instances=big)  # masks at twice the depth's size
+    assert mask.shape == (HEIGHT, WIDTH) and [o.class_name for o in objects] == ["person"]

@@ -35,7 +35,7 @@ from rosbags.highlevel import AnyReader
 from rosbags.image import ImageError, compressed_image_to_cvimage, image_to_cvimage
 from rosbags.image.image import convert_color, to_cvtype
 from rosbags.interfaces import Nodetype
-from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
 from mgdepth_core.outputs import CameraInfoFields, ImageFields, ObjectSummary, OdometryState, depth_camera_info
@@ -617,13 +617,15 @@ def markers_message(summaries: list[ObjectSummary], header_msg: Any, lifetime_s:
 class BagWriter:
     """Writes a new rosbag2 at ``path`` atomically (context manager).
 
-    Messages go to ``<path>.partial/<name>/``; on success that directory is renamed to ``path`` (an existing
+    ``compress``: zstd (MCAP chunk compression; sqlite3 per-message compression). Messages go to
+    ``<path>.partial/<name>/``; on success that directory is renamed to ``path`` (an existing
     ``path`` is replaced only with ``overwrite``); on an error or Ctrl-C the partial bag is removed and nothing at
     ``path`` changes.
     """
 
-    def __init__(self, path: str | Path, storage: str = "mcap", overwrite: bool = False):
+    def __init__(self, path: str | Path, storage: str = "mcap", overwrite: bool = False, compress: bool = False):
         self.path = Path(path)
+        self.compress = compress
         if storage not in STORAGES:
             raise BagError(f"unknown storage {storage!r}; choose {' or '.join(STORAGES)}")
         if self.path.exists() and not overwrite:
@@ -640,6 +642,9 @@ class BagWriter:
             shutil.rmtree(self.partial)
         self.partial.mkdir(parents=True)
         self._writer = Writer(self.partial / self.path.name, version=9, storage_plugin=STORAGES[self.storage])
+        if self.compress:  # zstd: MCAP chunk compression, or per-message compression in sqlite3 (both rosbag2-native)
+            mode = CompressionMode.STORAGE if self.storage == "mcap" else CompressionMode.MESSAGE
+            self._writer.set_compression(mode, CompressionFormat.ZSTD)
         self._writer.open()
         return self
 

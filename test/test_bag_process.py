@@ -231,3 +231,18 @@ def test_written_messages_deserialise_as_ros_messages(shared_data, tmp_path):
                 assert msg.row_step == msg.width * 16 and len(msg.data) == msg.row_step
             if connection.topic == "/odometry":
                 assert msg.child_frame_id == FRAME_ID and msg.pose.pose.orientation.w == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_compressed_output_reads_back_identical_and_smaller(shared_data, tmp_path, storage):
+    frames = small_frames(shared_data, 3)
+    topic, info_topic = write_bag(tmp_path / "in", "mcap", frames, [0.0, 0.1, 0.2])
+    index = index_bag(tmp_path / "in", topic, info_topic)
+    process_bag(index, tmp_path / "plain", PlaneEstimator(), storage=storage)
+    process_bag(index, tmp_path / "zstd", PlaneEstimator(), storage=storage, compress=True)
+    plain, packed = read_bag(tmp_path / "plain"), read_bag(tmp_path / "zstd")
+    assert set(plain) == set(packed)
+    for name in ("/depth/image_rect", "/points", topic):
+        assert [m.data.tobytes() for _, m in plain[name]] == [m.data.tobytes() for _, m in packed[name]]
+    size = {name: sum(f.stat().st_size for f in (tmp_path / name).iterdir()) for name in ("plain", "zstd")}
+    assert size["zstd"] < 0.8 * size["plain"]

@@ -75,6 +75,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_bag_input_arguments(parser, with_bag=False)
     parser.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap", help="output storage plugin")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    parser.add_argument("--compress", action="store_true",
+                        help="zstd-compress OUT (MCAP chunks, or sqlite3 messages; both rosbag2-native)")
     parser.add_argument("--namespace", default="", help="prefix of the output topics (e.g. /camera/mgdepth)")
     parser.add_argument("--depth-scale", type=float, default=1.0,
                         help="metres per network depth unit (self-supervised monocular depth has no metric scale)")
@@ -107,13 +109,13 @@ def run(args: argparse.Namespace) -> int:
     estimator = DepthEstimator.from_weights(args.weights, method=args.method, device=args.device,
                                             height=args.height, width=args.width, max_gap_s=max_gap)
     counts = process_bag(index, args.output, estimator, options, storage=args.storage, overwrite=args.overwrite,
-                         max_frames=args.max_frames)
+                         max_frames=args.max_frames, compress=args.compress)
     LOG.info("wrote %s: %s", args.output, ", ".join(f"{topic} {n}" for topic, n in sorted(counts.items())))
     return 0
 
 
 def process_bag(index, output: str | Path, estimator, options: BagOutputOptions | None = None,
-                storage: str = "mcap", overwrite: bool = False, max_frames: int = 0) -> Counter:
+                storage: str = "mcap", overwrite: bool = False, max_frames: int = 0, compress: bool = False) -> Counter:
     """Run ``estimator`` (``process(rgb, K, stamp_s) -> DepthResult``, ``reset()``) over every frame of ``index``
     (a :class:`~mgdepth_core.bagio.BagIndex`) and write the output bag; returns messages written per topic."""
     from tqdm import tqdm
@@ -134,7 +136,7 @@ def process_bag(index, output: str | Path, estimator, options: BagOutputOptions 
     sequence_starts = {sequence[0] for sequence in split_sequences(frames, options.max_gap_s)}
     odometry = OdometryAccumulator()
     sibling_info = index.image_topic.removesuffix("/compressed").rsplit("/", 1)[0] + "/camera_info"
-    with BagWriter(output, storage, overwrite) as writer:
+    with BagWriter(output, storage, overwrite, compress) as writer:
         if options.copy_input and index.camera_info_topic:
             _copy_topic(index, index.camera_info_topic, writer, frames)
         previous_size = None

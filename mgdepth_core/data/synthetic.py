@@ -113,6 +113,7 @@ class SyntheticSequence:
         self.road_material = add((0.36, 0.36, 0.38), 0, 0.15)
         self.sidewalk_material = add((0.62, 0.58, 0.52), 1, 0.12)
         self.facade_materials = tuple(add(tuple(rng.uniform(0.35, 0.8, 3)), 2, 0.2) for _ in range(3))
+        self.tyre_material = add((0.1, 0.1, 0.11), 5, 0.03)
         self._add_material = add
         self._colours, self._texture_ids, self._texel_sizes = colours, texture_ids, texel_sizes
 
@@ -127,8 +128,12 @@ class SyntheticSequence:
         cabin = self._add_material(tuple(np.array(self._colours[body]) * 0.5), 4, 0.05)
         body_box = (np.array([-width / 2, -1.0, -length / 2]), np.array([width / 2, -0.25, length / 2]))
         cabin_box = (np.array([-width / 2 + 0.1, -1.5, -length / 4]), np.array([width / 2 - 0.1, -1.0, length / 4]))
+        # wheels and underbody: one dark box that grounds the car on the road
+        wheels_box = (np.array([-width / 2 + 0.05, -0.45, -length / 2 + 0.45]),
+                      np.array([width / 2 - 0.05, 0.0, length / 2 - 0.45]))
         return SceneObject(instance_id, CAR, moving, np.array(anchor, float), np.array(velocity, float),
-                           [(body_box[0], body_box[1], body), (cabin_box[0], cabin_box[1], cabin)])
+                           [(body_box[0], body_box[1], body), (cabin_box[0], cabin_box[1], cabin),
+                            (wheels_box[0], wheels_box[1], self.tyre_material)])
 
     def _person(self, rng: np.random.Generator, instance_id: int, anchor, velocity, moving: bool) -> SceneObject:
         clothes = self._add_material(tuple(rng.uniform(0.1, 0.9, 3)), 5, 0.04)

@@ -42,7 +42,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 
 demo: setup
-	$(PY) -m mgdepth_core.cli demo
+	$(PY) -m mgdepth_ros.demo
 
 bench: setup
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -49,19 +49,22 @@ try:
 except ImportError:  # diagnostic_msgs is optional: statistics then go to the log only
     DiagnosticArray = None
 
+CAMERA_INFO_WAIT_S = 0.2  # how long a frame waits for a camera_info of its frame_id that has not arrived yet
+
 # name: (default, description). config/depth.yaml carries the same defaults; docs/ros.md lists them.
 PARAMETERS: dict[str, tuple[object, str]] = {
     "weights": ("", "checkpoint file or directory (ours or the official Manydepth/Manydepth2 release); "
                     "empty = random init, useless depth, for plumbing tests only"),
     "method": ("manydepth2", "manydepth2 (motion-aware cost volume) or manydepth (the baseline)"),
     "device": ("cpu", "torch device: cpu, cuda, cuda:1, ..."),
-    "depth_scale": (1.0, "metres per network depth unit, applied to depth, cloud and odometry translation "
-                         "(self-supervised monocular depth has no metric scale of its own)"),
+    "depth_scale": (1.0, "metres per network depth unit (DepthEstimator): scales depth, cloud and odometry "
+                         "translation (self-supervised monocular depth has no metric scale of its own)"),
     "transport": ("raw", "raw: sensor_msgs/Image on 'image'; compressed: CompressedImage on 'image/compressed'"),
     "input_reliability": ("auto", "auto: copy the image publisher's reliability (best effort until one is seen); "
                                   "reliable; best_effort"),
     "queue_depth": (1, "input subscription queue depth (the newest frame wins anyway)"),
-    "max_gap_s": (0.5, "a larger gap between input stamps restarts the frame buffer (single-frame depth)"),
+    "max_gap_s": (0.5, "a larger gap between input stamps restarts the frame buffer (single-frame depth) "
+                       "(DepthEstimator)"),
     "fallback_intrinsics": ([0.0, 0.0, 0.0, 0.0], "fx, fy, cx, cy in input pixels used when no camera_info has "
                                                   "arrived for the image's frame_id; zeros = skip such frames"),
     "publish_depth": (True, "publish depth/image_rect and depth/camera_info"),
@@ -125,6 +128,15 @@ class DepthNode(Node):
         self.pub_diagnostics = (self.create_publisher(DiagnosticArray, "/diagnostics", 10)
                                 if DiagnosticArray is not None else None)
 
+        self._lock = threading.Condition()
+        self._pending: _Frame | None = None
+        self._last_received: tuple[str, int, int] | None = None
+        self._stats: Counter[str] = Counter()
+        self.totals: Counter[str] = Counter()  # received, processed, dropped, gaps since start
+        self._latencies_ms: list[float] = []
+        self._inference_ms: list[float] = []
+        self._stats_since = time.monotonic()
+
         if self.p["transport"] not in ("raw", "compressed"):
             raise ValueError(f"parameter transport must be raw or compressed, got {self.p['transport']!r}")
         image_type, image_topic = ((Image, "image") if self.p["transport"] == "raw"
@@ -134,14 +146,6 @@ class DepthNode(Node):
         self.info_subscription = AdaptiveSubscription(self, CameraInfo, "camera_info", self._on_camera_info,
                                                       mode, 5)
         self.create_timer(0.5, self._refresh_subscriptions)
-
-        self._lock = threading.Condition()
-        self._pending: _Frame | None = None
-        self._stats: Counter[str] = Counter()
-        self.totals: Counter[str] = Counter()  # received, processed, dropped, gaps since start
-        self._latencies_ms: list[float] = []
-        self._inference_ms: list[float] = []
-        self._stats_since = time.monotonic()
         self.create_timer(float(self.p["stats_period_s"]), self._report_stats)
         self._running = True
         self._worker = threading.Thread(target=self._work, name="mgdepth_depth_worker", daemon=True)
@@ -155,7 +159,9 @@ class DepthNode(Node):
         if weights is None:
             self.get_logger().warning("NO WEIGHTS GIVEN (parameter 'weights'): the network is randomly "
                                       "initialised and its depth is meaningless")
-        estimator = DepthEstimator.from_weights(weights, method=self.p["method"], device=self.p["device"])
+        estimator = DepthEstimator.from_weights(weights, method=self.p["method"], device=self.p["device"],
+                                                depth_scale=float(self.p["depth_scale"]),
+                                                max_gap_s=float(self.p["max_gap_s"]))
         self.get_logger().info(f"estimator: method {self.p['method']}, weights {weights or 'random init'}, "
                                f"device {self.p['device']}")
         return estimator
@@ -176,7 +182,11 @@ class DepthNode(Node):
         self._camera_infos[msg.header.frame_id] = msg
 
     def _on_image(self, msg: Image | CompressedImage) -> None:
+        key = (msg.header.frame_id, msg.header.stamp.sec, msg.header.stamp.nanosec)
         with self._lock:
+            if key == self._last_received:  # the same frame through a second subscription (QoS switch)
+                return
+            self._last_received = key
             if self._pending is not None:
                 self._count("dropped")
             self._pending = _Frame(msg, time.monotonic())
@@ -214,6 +224,10 @@ class DepthNode(Node):
         """K in input pixels from the cached camera_info of ``header.frame_id`` (scaled where the camera_info
         describes another resolution), or the fallback_intrinsics parameter, or None (warned)."""
         info = self._camera_infos.get(header.frame_id)
+        deadline = time.monotonic() + CAMERA_INFO_WAIT_S
+        while info is None and time.monotonic() < deadline:  # camera_info may arrive just after its image
+            time.sleep(0.01)
+            info = self._camera_infos.get(header.frame_id)
         if info is None:
             fx, fy, cx, cy = (float(v) for v in self.p["fallback_intrinsics"])
             if fx > 0 and fy > 0:
@@ -276,8 +290,7 @@ class DepthNode(Node):
             self._latencies_ms.append((time.monotonic() - frame.received) * 1e3)
 
     def _publish(self, result, header: Header, dt: float) -> None:
-        scale = float(self.p["depth_scale"])
-        depth = result.depth.astype(np.float32) * scale
+        depth = result.depth.astype(np.float32)
         if not np.isfinite(depth).any():
             self.warn("invalid_depth", "the estimator returned no finite depth for this frame")
         height, width = depth.shape
@@ -297,12 +310,8 @@ class DepthNode(Node):
                                      float(self.p["cloud_max_range"]))
             self.pub_cloud.publish(conversions.cloud_msg(pack_cloud(points), header))
         if self.p["publish_odometry"]:
-            motion = None
-            if result.T_prev_current is not None:
-                motion = np.array(result.T_prev_current, dtype=np.float64)
-                motion[:3, 3] *= scale
             try:
-                state = self.odometry.update(motion, dt)
+                state = self.odometry.update(result.T_prev_current, dt)
             except ValueError as error:
                 self.warn("bad_pose", f"{error}; odometry keeps its last pose")
                 state = self.odometry.update(None, dt)

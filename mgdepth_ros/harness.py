@@ -10,6 +10,7 @@ import contextlib
 import threading
 import time
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 import rclpy
@@ -133,13 +134,14 @@ class RosSession:
         return node
 
     def close(self) -> None:
+        """Stop spinning first, then destroy the nodes (the depth node joins its worker), then the context."""
+        self.executor.shutdown(timeout_sec=10.0)
+        if self._thread.is_alive():
+            self._thread.join(timeout=10.0)
         for node in reversed(self._nodes):
-            self.executor.remove_node(node)
             node.destroy_node()
-        self.executor.shutdown(timeout_sec=5.0)
         if self.context.ok():
             rclpy.shutdown(context=self.context)
-        self._thread.join(timeout=5.0)
 
     def __enter__(self) -> RosSession:
         return self
@@ -156,3 +158,18 @@ def wait_until(predicate, timeout: float = 10.0, period: float = 0.02) -> bool:
             return bool(predicate())
         time.sleep(period)
     return True
+
+
+
+def build_estimator(weights: str | Path | None, method: str, device: str = "cpu", height: int | None = None,
+                    width: int | None = None, **config):
+    """A :class:`~mgdepth_core.inference.DepthEstimator` (None weights = random init at height×width)."""
+    from mgdepth_core.inference import DepthEstimator
+
+    size = {"height": height, "width": width} if height and width else {}
+    return DepthEstimator.from_weights(weights, method=method, device=device, **size, **config)
+
+
+def small_estimator(method: str = "manydepth"):
+    """The real estimator, randomly initialised (ResNet-18) at 64×192: fast enough for tests on a CPU."""
+    return build_estimator(None, method, "cpu", height=64, width=192)

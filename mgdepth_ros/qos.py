@@ -10,12 +10,14 @@ the publishers' reliability changes.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
 RELIABILITY_MODES = ("auto", "reliable", "best_effort")
+RETIRE_GRACE_S = 1.0  # how long a replaced subscription keeps receiving
 
 
 def publishers_reliability(node: Node, topic: str) -> ReliabilityPolicy | None:
@@ -46,6 +48,7 @@ class AdaptiveSubscription:
         self.topic = node.resolve_topic_name(topic)
         self.subscription = None
         self.reliability: ReliabilityPolicy | None = None
+        self._retired: list[tuple[object, float]] = []  # replaced subscriptions, kept alive for a grace period
         self.refresh()
 
     def wanted_reliability(self) -> ReliabilityPolicy:
@@ -59,11 +62,18 @@ class AdaptiveSubscription:
         return discovered
 
     def refresh(self) -> None:
+        now = time.monotonic()
+        for subscription, retired_at in list(self._retired):
+            if now - retired_at >= RETIRE_GRACE_S:
+                self.node.destroy_subscription(subscription)
+                self._retired.remove((subscription, retired_at))
         wanted = self.wanted_reliability()
         if wanted == self.reliability and self.subscription is not None:
             return
         if self.subscription is not None:
-            self.node.destroy_subscription(self.subscription)
+            # The new subscription needs a moment to be matched: the old one keeps receiving until then (the
+            # node drops the duplicates by stamp), so switching loses no frame.
+            self._retired.append((self.subscription, now))
         self.subscription = self.node.create_subscription(self.msg_type, self.topic, self.callback,
                                                           input_profile(wanted, self.depth))
         self.reliability = wanted

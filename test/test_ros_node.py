@@ -13,48 +13,18 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy", reason="needs rclpy (ROS 2 Jazzy from PyPI: pip install -e '.[ros]')")
 
-import cv2  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 from mgdepth_core.data.synthetic import SyntheticSequence  # noqa: E402
-from mgdepth_core.inference import DepthResult, DynamicObject  # noqa: E402
 from mgdepth_ros import conversions  # noqa: E402
 from mgdepth_ros.depth_node import DepthNode  # noqa: E402
-from mgdepth_ros.harness import FramePlayer, OutputCollector, RosSession, wait_until  # noqa: E402
-
-
-class _DevEstimator:  # development stand-in until the real DepthEstimator lands
-    def __init__(self):
-        self.previous = None
-
-    def reset(self):
-        self.previous = None
-
-    def process(self, image, K, stamp):
-        h, w = image.shape[0] // 2, image.shape[1] // 2
-        small = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
-        Kd = K.copy()
-        Kd[0] *= w / image.shape[1]
-        Kd[1] *= h / image.shape[0]
-        depth = (1.0 + small[..., 0].astype(np.float32) / 10).astype(np.float32)
-        mask = np.zeros((h, w), np.uint16)
-        mask[10:20, 30:50] = 1
-        T = None
-        if self.previous is not None:
-            T = np.eye(4)
-            T[2, 3] = 0.5
-        self.previous = stamp
-        return DepthResult(depth=depth, K=Kd, image=small, T_prev_current=T, multi_frame=T is not None,
-                           dynamic_mask=mask, objects=[DynamicObject(1, 3, "car", 0.9, 0.5, (30, 10, 50, 20), 200)])
-
-
-def small_estimator():
-    return _DevEstimator()
+from mgdepth_ros.harness import FramePlayer, OutputCollector, RosSession, small_estimator, wait_until  # noqa: E402
 
 pytestmark = pytest.mark.ros
 FRAME = "cam0_optical"
 PERIOD_NS = 100_000_000
-ALL_TOPICS = ["depth/image_rect", "depth/camera_info", "depth/colorized", "dynamic_mask", "points", "odometry",
+# dynamic_mask is published only when the estimator finds dynamic objects (Dyna-DM stage), checked where present
+ALL_TOPICS = ["depth/image_rect", "depth/camera_info", "depth/colorized", "points", "odometry",
               "dynamic_objects/markers"]
 
 
@@ -94,14 +64,21 @@ def test_outputs_follow_the_input_and_the_cloud_is_the_backprojected_depth(ros, 
         assert not missing, f"no output on {missing} for frame {index}"
     stamp = 4 * PERIOD_NS
     depth_msg, info, cloud = outputs["depth/image_rect"], outputs["depth/camera_info"], outputs["points"]
-    for topic in ["depth/image_rect", "depth/camera_info", "depth/colorized", "dynamic_mask", "points"]:
+    for topic in ["depth/image_rect", "depth/camera_info", "depth/colorized", "points"]:
         assert outputs[topic].header.frame_id == FRAME, topic
         assert outputs[topic].header.stamp.sec * 10**9 + outputs[topic].header.stamp.nanosec == stamp
     assert depth_msg.encoding == "32FC1" and outputs["depth/colorized"].encoding == "bgr8"
-    assert outputs["dynamic_mask"].encoding == "16UC1"
+    assert (outputs["depth/colorized"].width, outputs["depth/colorized"].height) == (depth_msg.width, depth_msg.height)
+    markers = outputs["dynamic_objects/markers"].markers
+    assert markers[0].header.frame_id == FRAME and markers[0].action == markers[0].DELETEALL
+    for mask in collector.messages["dynamic_mask"].values():
+        assert (mask.encoding, mask.width, mask.height, mask.header.frame_id) == (
+            "16UC1", depth_msg.width, depth_msg.height, FRAME)
     assert (info.width, info.height) == (depth_msg.width, depth_msg.height)
     odometry = outputs["odometry"]
     assert odometry.header.frame_id == "odom" and odometry.child_frame_id == FRAME
+    orientation = odometry.pose.pose.orientation
+    assert np.isclose(np.linalg.norm([orientation.x, orientation.y, orientation.z, orientation.w]), 1.0)
 
     depth = conversions.image_msg_to_array(depth_msg)
     K = np.asarray(info.k).reshape(3, 3)

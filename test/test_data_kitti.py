@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import pytest
 import torch
+import torchvision.transforms.functional as TF
 
 from mgdepth_core.cli import main as cli_main
 from mgdepth_core.data import DataConfig, build_dataset
@@ -160,3 +161,17 @@ def test_split_names_resolve_in_the_user_splits_folder(shared_data, tmp_path, mo
     assert len(lines) == 697 and lines[0].fields == ("2011_09_26/2011_09_26_drive_0002_sync", "0000000069", "l")
     assert cli_main(["data", "splits", "--from", str(tmp_path / "nowhere")]) == 1
     assert len(read_split(folder / "val_files.txt")) == 4424
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_colour_jitter_matches_torchvision_color_jitter_semantics(seed):
+    torch.manual_seed(seed)
+    image = torch.rand(3, 24, 40)
+    draw = draw_augmentation(True, 0.0, 1.0)
+    order, brightness, contrast, saturation, hue = draw.jitter
+    assert abs(hue) <= 0.1 and 0.8 <= brightness <= 1.2
+    expected = image
+    for index in order.tolist():  # torchvision's ColorJitter.forward, written out
+        expected = [TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation, TF.adjust_hue][index](
+            expected, [brightness, contrast, saturation, hue][index])
+    torch.testing.assert_close(apply_color_jitter(image, draw.jitter), expected, atol=1e-5, rtol=0)

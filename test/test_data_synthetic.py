@@ -131,3 +131,24 @@ def test_from_config_uses_disjoint_seeds_per_split():
     assert len(train) == 2 * 3
     with pytest.raises(ValueError, match="split"):
         SyntheticDynamicDataset.from_config(config, "holdout")
+
+
+def test_sequential_reading_renders_each_frame_once_and_samples_stay_independent():
+    cached = SyntheticDynamicDataset([4], num_frames=7, height=24, width=64, frame_ids=[0, -1, 1])
+    uncached = SyntheticDynamicDataset([4], num_frames=7, height=24, width=64, frame_ids=[0, -1, 1],
+                                       cached_frames=0)
+    sequence = cached.sequences[0]
+    rendered = []
+    render = sequence.frame
+    sequence.frame = lambda i: rendered.append(i) or render(i)
+    first = cached[0]
+    first["depth_gt"].zero_()  # a consumer editing its sample in place must not reach the cache
+    first["instances"][1].zero_()
+    samples = [cached[i] for i in range(1, len(cached))]
+    assert sorted(rendered) == list(range(7))  # 5 samples × 3 frames, yet every frame rendered once
+    np.testing.assert_array_equal(cached._frame(0, 1)["depth"], render(1)["depth"])
+    for position, item in enumerate(samples, start=1):
+        reference = uncached[position]
+        torch.testing.assert_close(item["depth_gt"], reference["depth_gt"])
+        torch.testing.assert_close(item["instances"][0], reference["instances"][0])
+        torch.testing.assert_close(item["color"][-1], reference["color"][-1])

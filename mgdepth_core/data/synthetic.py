@@ -14,6 +14,7 @@ optical axis in metres, 0 for sky pixels (nothing hit).
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -362,11 +363,13 @@ class SyntheticDynamicDataset(Dataset):
     """Samples (see :mod:`mgdepth_core.data` for the layout) from synthetic sequences, one seed each.
 
     Every frame of every sequence is a target frame when all of ``frame_ids`` exist around it. Frames are rendered
-    on demand at the training size (deterministic per seed), so nothing is stored on disk.
+    on demand at the training size (deterministic per seed), so nothing is stored on disk; the last
+    ``cached_frames`` renders are kept, so sequential reading renders each frame once instead of once per sample.
     """
 
     def __init__(self, seeds: list[int], num_frames: int, height: int, width: int, frame_ids: list[int],
-                 augment: bool = False, flip_probability: float = 0.5, jitter_probability: float = 0.5):
+                 augment: bool = False, flip_probability: float = 0.5, jitter_probability: float = 0.5,
+                 cached_frames: int = 8):
         if not seeds:
             raise ValueError("SyntheticDynamicDataset needs at least one seed")
         if 0 not in frame_ids:
@@ -378,6 +381,20 @@ class SyntheticDynamicDataset(Dataset):
         if first >= last:
             raise ValueError(f"sequences of {num_frames} frames are too short for frame_ids {frame_ids}")
         self.index = [(s, i) for s in range(len(self.sequences)) for i in range(first, last)]
+        self.cached_frames = cached_frames
+        self._cache: OrderedDict[tuple[int, int], dict] = OrderedDict()
+
+    def _frame(self, sequence_index: int, frame: int) -> dict:
+        key = (sequence_index, frame)
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        rendered = self.sequences[sequence_index].frame(frame)
+        if self.cached_frames > 0:
+            self._cache[key] = rendered
+            while len(self._cache) > self.cached_frames:
+                self._cache.popitem(last=False)
+        return rendered
 
     @classmethod
     def from_config(cls, config: DataConfig, split: str = "train", training: bool = True
@@ -397,12 +414,13 @@ class SyntheticDynamicDataset(Dataset):
     def __getitem__(self, position: int) -> dict:
         sequence_index, target = self.index[position]
         sequence = self.sequences[sequence_index]
-        frames = {frame_id: sequence.frame(target + frame_id) for frame_id in self.frame_ids}
+        frames = {frame_id: self._frame(sequence_index, target + frame_id) for frame_id in self.frame_ids}
         draw = draw_augmentation(self.augment, self.flip_probability, self.jitter_probability)
         sample = color_sample({f: frames[f]["image"] for f in self.frame_ids}, sequence.K, draw)
         sample["index"] = position
-        sample["depth_gt"] = maybe_flip(torch.from_numpy(frames[0]["depth"])[None], draw)
-        sample["instances"] = {f: maybe_flip(torch.from_numpy(frames[f]["instances"])[None], draw)
+        # copies: the cached renders must not be shared with (and modified through) the sample
+        sample["depth_gt"] = maybe_flip(torch.from_numpy(frames[0]["depth"].copy())[None], draw)
+        sample["instances"] = {f: maybe_flip(torch.from_numpy(frames[f]["instances"].copy())[None], draw)
                                for f in self.frame_ids}
         sample["instance_class"] = torch.from_numpy(sequence.classes.copy())
         sample["instance_moving"] = torch.from_numpy(sequence.moving.copy())

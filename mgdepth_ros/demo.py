@@ -51,7 +51,8 @@ def train_small_model(run_dir: Path, method: str, seconds: float, height: int, w
     from mgdepth_core.train.trainer import Trainer
 
     config = load_config(TrainConfig, _config_dir() / "train_synthetic.yaml",
-                         [f"model.method={method}", "data.num_workers=0", "device=cpu", "data.synthetic_sequences=4", "optim.batch_size=2",
+                         [f"model.method={method}", "data.num_workers=0", "device=cpu", "data.synthetic_sequences=4",
+                          "optim.batch_size=2",
                           f"model.height={height}", f"model.width={width}", f"data.height={height}",
                           f"data.width={width}", f"log_dir={run_dir.parent}", f"run_name={run_dir.name}"])
     if run_dir.exists():

@@ -57,14 +57,10 @@ class FramePlayer(Node):
                       image: Image | None = None, compressed: bytes | None = None) -> None:
         """Publish camera_info (unless ``K`` is None), then the image: ``rgb`` as rgb8, a prepared ``image``
         message, or ``compressed`` JPEG/PNG bytes. ``stamp``: nanoseconds."""
-        header = conversions.Header(frame_id=frame_id)
-        header.stamp.sec, header.stamp.nanosec = divmod(int(stamp), 1_000_000_000)
+        header = _header(stamp, frame_id)
         if K is not None:
             height, width = rgb.shape[:2] if rgb is not None else (image.height, image.width)
-            info = CameraInfo(header=header, height=height, width=width, distortion_model="plumb_bob",
-                              d=[0.0] * 5, k=np.asarray(K, float).ravel().tolist(), r=np.eye(3).ravel().tolist(),
-                              p=np.concatenate([K, np.zeros((3, 1))], axis=1).ravel().tolist())
-            self.pub_info.publish(info)
+            self.publish_camera_info(K, width, height, stamp, frame_id)
         if compressed is not None:
             msg = CompressedImage(header=header, format="png")
             msg.data = compressed
@@ -74,6 +70,20 @@ class FramePlayer(Node):
             self.pub_image.publish(image)
         else:
             self.pub_image.publish(conversions.image_msg(rgb_image(rgb), header))
+
+
+    def publish_camera_info(self, K: np.ndarray, width: int, height: int, stamp: int, frame_id: str) -> None:
+        """CameraInfo with intrinsics ``K`` (pixels of a width×height image), no distortion."""
+        self.pub_info.publish(CameraInfo(
+            header=_header(stamp, frame_id), height=height, width=width, distortion_model="plumb_bob", d=[0.0] * 5,
+            k=np.asarray(K, float).ravel().tolist(), r=np.eye(3).ravel().tolist(),
+            p=np.concatenate([K, np.zeros((3, 1))], axis=1).ravel().tolist()))
+
+
+def _header(stamp: int, frame_id: str):
+    header = conversions.Header(frame_id=frame_id)
+    header.stamp.sec, header.stamp.nanosec = divmod(int(stamp), 1_000_000_000)
+    return header
 
 
 class OutputCollector(Node):

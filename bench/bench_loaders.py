@@ -78,9 +78,12 @@ def main() -> int:
         sequence = SyntheticSequence(seed=0, num_frames=40, height=height, width=width)
         rows.append(("synthetic render SyntheticSequence.frame", size,
                      rate(lambda i, s=sequence: s.frame(i % s.num_frames), 1, args.seconds)))
-        synthetic = SyntheticDynamicDataset([0], 40, height, width, FRAME_IDS, augment=True)
+        uncached = SyntheticDynamicDataset([0], 40, height, width, FRAME_IDS, augment=True, cached_frames=0)
         rows.append(("synthetic sample, 3 frames rendered + augmentation", size,
-                     rate(lambda i, d=synthetic: d[i % len(d)], 3, args.seconds)))
+                     rate(lambda i, d=uncached: d[i % len(d)], 3, args.seconds)))
+        cached = SyntheticDynamicDataset([0], 40, height, width, FRAME_IDS, augment=True)
+        rows.append(("synthetic sample, sequential (cached renders) + aug.", size,
+                     rate(lambda i, d=cached: d[i % len(d)], 3, args.seconds)))
 
     print(f"{'loader':<52} {'size':>9} {'frames/s':>9} {'CPU fr/s':>9} {'× baseline':>11}")
     for name, size, (fps, cpu_fps) in rows:

@@ -7,7 +7,7 @@ Foxglove show it with the same configuration:
 =============================  ======================================  =================================================
 topic (under ``--namespace``)  type                                    content
 =============================  ======================================  =================================================
-``depth/image_rect``           sensor_msgs/Image ``32FC1``             depth along z, metres (× ``--depth-scale``), NaN
+``depth/image_rect``           sensor_msgs/Image ``32FC1``             depth along z, metres (``--depth-scale``), NaN
                                                                        invalid (REP 118)
 ``depth/camera_info``          sensor_msgs/CameraInfo                  K of the depth image (network resolution)
 ``depth/colorized``            sensor_msgs/Image ``bgr8``              inverse depth on the magma colour map
@@ -43,7 +43,6 @@ class BagOutputOptions:
     """What ``process_bag`` writes and how (the CLI flags of ``mgdepth process-bag``)."""
 
     namespace: str = ""  # prefix of the output topics, e.g. /camera/mgdepth
-    depth_scale: float = 1.0  # metres per network depth unit (depth, cloud, odometry translation)
     cloud_decimation: int = 2  # keep every n-th depth pixel in rows and columns for the cloud
     cloud_min_range: float = 0.1  # metres along z
     cloud_max_range: float = 80.0  # metres along z
@@ -79,7 +78,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="zstd-compress OUT (MCAP chunks, or sqlite3 messages; both rosbag2-native)")
     parser.add_argument("--namespace", default="", help="prefix of the output topics (e.g. /camera/mgdepth)")
     parser.add_argument("--depth-scale", type=float, default=1.0,
-                        help="metres per network depth unit (self-supervised monocular depth has no metric scale)")
+                        help="metres per network depth unit, applied by the estimator to depth, cloud and odometry "
+                             "translation (self-supervised monocular depth has no metric scale of its own)")
     parser.add_argument("--cloud-decimation", type=int, default=2, metavar="N",
                         help="keep every N-th depth pixel in rows and columns for the point cloud")
     parser.add_argument("--cloud-max-range", type=float, default=80.0, metavar="M",
@@ -102,12 +102,13 @@ def run(args: argparse.Namespace) -> int:
                       args.camera_info_tolerance if args.camera_info_tolerance is not None else 0.05, max_gap)
     LOG.info("%s: %d frames on %s%s", args.input, len(index), index.image_topic,
              f" (skipped {dict(index.skipped)})" if index.skipped else "")
-    options = BagOutputOptions(namespace=args.namespace, depth_scale=args.depth_scale,
-                               cloud_decimation=args.cloud_decimation, cloud_max_range=args.cloud_max_range,
-                               mask_encoding=args.mask_encoding, odom_frame=args.odom_frame, max_gap_s=max_gap,
+    options = BagOutputOptions(namespace=args.namespace, cloud_decimation=args.cloud_decimation,
+                               cloud_max_range=args.cloud_max_range, mask_encoding=args.mask_encoding,
+                               odom_frame=args.odom_frame, max_gap_s=max_gap,
                                copy_input=not args.no_copy_input)
     estimator = DepthEstimator.from_weights(args.weights, method=args.method, device=args.device,
-                                            height=args.height, width=args.width, max_gap_s=max_gap)
+                                            height=args.height, width=args.width, max_gap_s=max_gap,
+                                            depth_scale=args.depth_scale)
     counts = process_bag(index, args.output, estimator, options, storage=args.storage, overwrite=args.overwrite,
                          max_frames=args.max_frames, compress=args.compress)
     LOG.info("wrote %s: %s", args.output, ", ".join(f"{topic} {n}" for topic, n in sorted(counts.items())))
@@ -206,7 +207,7 @@ def write_result(writer, options: BagOutputOptions, odometry, frame, result, dt:
 
     hdr = header(frame.stamp_ns, frame.frame_id)
     log_time = frame.log_time_ns
-    depth = result.depth.astype(np.float32) * options.depth_scale
+    depth = result.depth.astype(np.float32)
     height, width = depth.shape
     writer.write(options.topic("depth/image_rect"), log_time, image_fields_message(hdr, depth_image(depth)))
     writer.write(options.topic("depth/camera_info"), log_time,
@@ -219,11 +220,7 @@ def write_result(writer, options: BagOutputOptions, odometry, frame, result, dt:
     points = depth_to_points(depth, result.K, result.image if options.cloud_colour else None,
                              options.cloud_decimation, options.cloud_min_range, options.cloud_max_range)
     writer.write(options.topic("points"), log_time, cloud_message(hdr, pack_cloud(points)))
-    motion = None
-    if result.T_prev_current is not None:
-        motion = np.array(result.T_prev_current, dtype=np.float64)
-        motion[:3, 3] *= options.depth_scale
-    state = odometry.update(motion, dt)
+    state = odometry.update(result.T_prev_current, dt)
     writer.write(options.topic("odometry"), log_time,
                  odometry_message(frame.stamp_ns, state, options.odom_frame, frame.frame_id))
     summaries = summarise_objects(result.objects, result.dynamic_mask, depth, result.K)

@@ -1,0 +1,351 @@
+"""Manydepth2 benchmarks: (a) CPU speed and memory next to Manydepth, (b) Manydepth vs Manydepth2 trained with the
+same budget on the synthetic dynamic-scene set, scored on static and on moving-object pixels of held-out seeds.
+
+    python bench/bench_manydepth2.py --part speed            # 640×192, batch 1, ms/frame and peak RSS
+    python bench/bench_manydepth2.py --part claim --steps 300 --train-sequences 8 --test-seeds 2000-2003
+
+Speed: every configuration runs in its own process (so peak RSS is its own) with random weights, one frame after
+another as a stream through the DepthEstimator when it serves the method (else the model's own calls: pose net,
+flow, teacher, student); figures are medians and ratios against Manydepth measured in the same run.
+
+Claim: no optical-flow weights can be downloaded here, and a flow network with random weights says nothing, so
+the flow variant is trained and tested with the synthetic set's exact optical flow ("oracle flow", an upper bound
+on what GMFlow gives); Manydepth2-NF (no flow) and Manydepth use no flow at all. With ``--flow-weights`` the real
+GMFlow/RAFT variant is run as well. Colour/flip augmentation is off for all methods (the oracle flow is not
+flipped); the static reference is active from step 0 (``flow_start_epoch`` 0) since short runs have few epochs.
+Results go to bench/results/manydepth2.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from mgdepth_core.data import DataConfig
+from mgdepth_core.data.synthetic import SyntheticDynamicDataset
+from mgdepth_core.eval.metrics import dynamic_mask_from_instances, evaluate_depth
+from mgdepth_core.geometry import disparity_to_depth
+from mgdepth_core.models import ModelConfig, build_model
+from mgdepth_core.models.flow import downscale_flow
+
+RESULTS = Path(__file__).resolve().parent / "results" / "manydepth2.json"
+SKY_DEPTH = 1000.0  # metres given to sky pixels when computing the exact flow
+
+
+# --------------------------------------------------------------------------------------------------- speed
+SPEED_CONFIGS = {
+    "manydepth": dict(method="manydepth"),
+    "manydepth2_gmflow": dict(method="manydepth2", flow="gmflow"),
+    "manydepth2_raft_small": dict(method="manydepth2", flow="raft_small"),
+    "manydepth2_nf": dict(method="manydepth2", flow="none"),
+}
+
+
+def _stream_runner(model, height: int, width: int):
+    """A per-frame callable (previous, current, K) → depth, through the DepthEstimator where it serves the method."""
+    try:
+        from mgdepth_core.inference import DepthEstimator
+    except ImportError:
+        DepthEstimator = None
+    if DepthEstimator is not None:
+        estimator = DepthEstimator(model)
+
+        def run(previous, current, K):
+            return estimator.process(current, K)
+        return run, "DepthEstimator"
+
+    def run(previous, current, K):
+        T = model.relative_pose(current, previous, source_is_before=True)
+        out = model.multi_frame_forward(current, previous, T, K)
+        return disparity_to_depth(out[("disp", 0)])[1]
+    return run, "model calls (pose, flow, teacher, student)"
+
+
+def _measure_speed(name: str, height: int, width: int, frames: int, threads: int, queue) -> None:
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = build_model(ModelConfig(height=height, width=width, pretrained=False, **SPEED_CONFIGS[name])).eval()
+    K = torch.tensor([[[0.58 * width, 0, width / 2], [0, 1.92 * height, height / 2], [0, 0, 1.0]]])
+    images = [torch.rand(1, 3, height, width) for _ in range(frames + 2)]
+    run, path = _stream_runner(model, height, width)
+    times = []
+    with torch.no_grad():
+        for i in range(1, len(images)):
+            start = time.perf_counter()
+            run(images[i - 1], images[i], K)
+            times.append(time.perf_counter() - start)
+        components = {}
+        if model.method == "manydepth2":
+            previous, current = images[0], images[1]
+            T = model.relative_pose(current, previous, True)
+            parts = {"pose": lambda: model.relative_pose(current, previous, True),
+                     "teacher": lambda: model.teacher_forward(current)}
+            if model.flow is not None:
+                parts["flow"] = lambda: model.quarter_flow(current, previous)
+            teacher_depth = disparity_to_depth(model.teacher_forward(current)[("disp", 0)])[1]
+            parts["student"] = lambda: model.multi_frame_forward(current, previous, T, K, teacher_depth=teacher_depth,
+                                                                 flow=torch.zeros(1, 2, height // 4, width // 4))
+            for part, call in parts.items():
+                samples = []
+                for _ in range(3):
+                    start = time.perf_counter()
+                    call()
+                    samples.append(time.perf_counter() - start)
+                components[part] = 1000 * statistics.median(samples)
+    queue.put({"name": name, "path": path, "ms_per_frame": 1000 * statistics.median(times[1:]),
+               "components_ms": components,
+               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+
+
+def bench_speed(args) -> dict:
+    context = multiprocessing.get_context("spawn")
+    rows = {}
+    for name in args.speed_configs:
+        queue = context.Queue()
+        process = context.Process(target=_measure_speed, args=(name, args.height, args.width, args.frames,
+                                                                args.threads, queue))
+        process.start()
+        rows[name] = queue.get()
+        process.join()
+    baseline = rows.get("manydepth")
+    print(f"\nSpeed at {args.width}×{args.height}, batch 1, {args.threads} threads, {args.frames} frames, "
+          f"random weights (via {next(iter(rows.values()))['path']})")
+    print(f"{'configuration':<24}{'ms/frame':>10}{'× Manydepth':>13}{'peak RSS MB':>13}  components (ms)")
+    for name, row in rows.items():
+        ratio = row["ms_per_frame"] / baseline["ms_per_frame"] if baseline else float("nan")
+        row["ratio_to_manydepth"] = ratio
+        parts = ", ".join(f"{k} {v:.0f}" for k, v in row["components_ms"].items())
+        print(f"{name:<24}{row['ms_per_frame']:>10.0f}{ratio:>13.2f}{row['peak_rss_mb']:>13.0f}  {parts}")
+    return {"height": args.height, "width": args.width, "threads": args.threads, "frames": args.frames,
+            "rows": rows}
+
+
+# --------------------------------------------------------------------------------------------------- claim
+def true_flow(sequence, target: int, reference: int, depth: np.ndarray, instances: np.ndarray) -> np.ndarray:
+    """Exact optical flow target → reference (2×H×W pixels) of a synthetic sequence, objects' motion included."""
+    height, width = depth.shape
+    depth = np.where(depth > 0, depth, SKY_DEPTH).astype(np.float64)
+    v, u = np.mgrid[0:height, 0:width].astype(np.float64)
+    rays = np.stack([u, v, np.ones_like(u)], -1) @ np.linalg.inv(sequence.K).T
+    T_world_target = sequence.camera_pose(target)
+    points = (rays * depth[..., None]) @ T_world_target[:3, :3].T + T_world_target[:3, 3]
+    for obj in sequence.objects:
+        if obj.moving:
+            points[instances == obj.instance_id] -= obj.velocity * (target - reference)
+    T_reference_world = np.linalg.inv(sequence.camera_pose(reference))
+    camera = points @ T_reference_world[:3, :3].T + T_reference_world[:3, 3]
+    pixels = camera @ sequence.K.T
+    pixels = pixels[..., :2] / pixels[..., 2:]
+    return (pixels - np.stack([u, v], -1)).transpose(2, 0, 1).astype(np.float32)
+
+
+class WithTrueFlow(Dataset):
+    """Synthetic samples plus ``"flow_gt"``: exact flow t → t−1 at 1/4 resolution in 1/4-res pixels."""
+
+    def __init__(self, base: SyntheticDynamicDataset):
+        if base.augment:
+            raise ValueError("WithTrueFlow needs un-augmented samples (the flow is not flipped)")
+        self.base = base
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, position: int) -> dict:
+        sample = self.base[position]
+        sequence_index, target = self.base.index[position]
+        flow = true_flow(self.base.sequences[sequence_index], target, target - 1, sample["depth_gt"][0].numpy(),
+                         sample["instances"][0][0].numpy())
+        sample["flow_gt"] = downscale_flow(torch.from_numpy(flow)[None], 2)[0]
+        return sample
+
+
+class OracleFlow(torch.nn.Module):
+    """Stands in for the flow network during training: returns the flow the batch carries (set by the hook)."""
+
+    def __init__(self):
+        super().__init__()
+        self.pending: torch.Tensor | None = None
+
+    def at_scale(self, image1: torch.Tensor, image2: torch.Tensor, scale: int = 2) -> torch.Tensor:
+        if self.pending is None or self.pending.shape[0] != image1.shape[0]:
+            raise RuntimeError("OracleFlow: no exact flow was attached to this batch")
+        return self.pending.to(image1.device)
+
+
+def _parse_seeds(text: str) -> list[int]:
+    seeds = []
+    for part in text.split(","):
+        if "-" in part:
+            low, high = part.split("-")
+            seeds.extend(range(int(low), int(high) + 1))
+        else:
+            seeds.append(int(part))
+    return seeds
+
+
+CLAIM_METHODS = {
+    "manydepth": dict(method="manydepth", flow="none"),
+    "manydepth2_nf": dict(method="manydepth2", flow="none"),
+    "manydepth2_oracle_flow": dict(method="manydepth2", flow="none"),  # OracleFlow is attached after building
+    "manydepth2_flow_net": dict(method="manydepth2"),  # needs --flow-weights
+}
+
+
+def _train_config(args, fields: dict):
+    from mgdepth_core.train.config import LossConfig, OptimConfig, TrainConfig
+
+    model = ModelConfig(height=args.claim_height, width=args.claim_width, pretrained=False,
+                        num_depth_bins=args.bins, flow_start_epoch=0, static_reference=args.static_reference,
+                        flow_weights=args.flow_weights, **fields)
+    data = DataConfig(dataset="synthetic", height=args.claim_height, width=args.claim_width, frame_ids=[0, -1, 1],
+                      augment=False, synthetic_seed=0, synthetic_sequences=args.train_sequences,
+                      synthetic_frames=args.frames_per_sequence, num_workers=0)
+    return TrainConfig(model=model, data=data, optim=OptimConfig(batch_size=args.batch_size, epochs=1000,
+                                                                 freeze_teacher_epoch=-1),
+                       losses=LossConfig(), max_steps=args.steps, seed=args.seed, log_frequency=10 ** 9,
+                       save_frequency=10 ** 6, device="cpu")
+
+
+def _train(args, name: str, run_dir: Path):
+    from mgdepth_core.train.trainer import DynamicObjectsHook, Trainer
+
+    config = _train_config(args, CLAIM_METHODS[name])
+    dataset = SyntheticDynamicDataset(list(range(args.train_sequences)), args.frames_per_sequence,
+                                      args.claim_height, args.claim_width, [0, -1, 1], augment=False)
+    oracle = name == "manydepth2_oracle_flow"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer = Trainer(config, run_dir, dataset=WithTrueFlow(dataset) if oracle else dataset)
+    if oracle:
+        trainer.model.flow = OracleFlow()
+
+        class AttachFlow(DynamicObjectsHook):
+            def prepare(self, inputs: dict, outputs: dict) -> None:
+                trainer.model.flow.pending = inputs["flow_gt"]
+
+        trainer.step_module.hook = AttachFlow()
+    start = time.perf_counter()
+    trainer.train()
+    return trainer.model.eval(), time.perf_counter() - start
+
+
+def _evaluate(args, name: str, model) -> dict:
+    dataset = WithTrueFlow(SyntheticDynamicDataset(args.test_seeds, args.frames_per_sequence, args.claim_height,
+                                                   args.claim_width, [0, -1], augment=False))
+    predictions, ground_truth, masks = [], [], []
+    if name == "manydepth2_oracle_flow":
+        model.flow = OracleFlow()  # marks the flow variant; the exact flow itself comes through the context
+    with torch.no_grad():
+        for position in range(0, len(dataset), args.test_stride):
+            sample = dataset[position]
+            image, lookup, K = sample["color"][0][None], sample["color"][-1][None], sample["K"][None]
+            T = model.relative_pose(image, lookup, source_is_before=True)
+            context = {"flow": sample["flow_gt"][None]} if name == "manydepth2_oracle_flow" else {}
+            out = model.multi_frame_forward(image, lookup, T, K, **context)
+            predictions.append(disparity_to_depth(out[("disp", 0)])[1][0, 0].numpy())
+            ground_truth.append(sample["depth_gt"][0].numpy())
+            masks.append(dynamic_mask_from_instances(sample["instances"][0][0].numpy(),
+                                                     sample["instance_moving"].numpy()))
+    report = evaluate_depth(predictions, ground_truth, masks, protocol="none", max_depth=80.0)
+    result = {"images": len(predictions)}
+    for subset in ("overall", "static", "dynamic"):
+        metrics = getattr(report, subset)
+        result[subset] = None if metrics is None else {"abs_rel": metrics.abs_rel, "a1": metrics.a1,
+                                                       "rmse": metrics.rmse, "images": metrics.images}
+    return result
+
+
+def _cell(row: dict, subset: str, key: str) -> str:
+    return "n/a" if row[subset] is None else f"{row[subset][key]:.4f}"
+
+
+def bench_claim(args) -> dict:
+    torch.set_num_threads(args.threads)
+    if "manydepth2_flow_net" in args.methods and not args.flow_weights:
+        raise SystemExit("manydepth2_flow_net needs --flow-weights (a GMFlow or RAFT checkpoint)")
+    rows = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        for name in args.methods:
+            print(f"training {name}: {args.steps} steps, batch {args.batch_size}, "
+                  f"{args.claim_width}×{args.claim_height}, train seeds 0..{args.train_sequences - 1}", flush=True)
+            model, seconds = _train(args, name, Path(scratch) / name)
+            rows[name] = _evaluate(args, name, model)
+            rows[name]["train_seconds"] = seconds
+            print(f"  {name}: trained in {seconds:.0f} s; static abs_rel {_cell(rows[name], 'static', 'abs_rel')}, "
+                  f"moving abs_rel {_cell(rows[name], 'dynamic', 'abs_rel')}", flush=True)
+    print(f"\nHeld-out seeds {args.test_seeds} (every {args.test_stride}th frame), median scaling, depth ≤ 80 m")
+    print(f"{'method':<26}{'abs_rel static':>15}{'a1 static':>11}{'abs_rel moving':>16}{'a1 moving':>11}"
+          f"{'abs_rel all':>13}")
+    for name, row in rows.items():
+        print(f"{name:<26}{_cell(row, 'static', 'abs_rel'):>15}{_cell(row, 'static', 'a1'):>11}"
+              f"{_cell(row, 'dynamic', 'abs_rel'):>16}{_cell(row, 'dynamic', 'a1'):>11}"
+              f"{_cell(row, 'overall', 'abs_rel'):>13}")
+    return {"steps": args.steps, "batch_size": args.batch_size, "height": args.claim_height,
+            "width": args.claim_width, "train_seeds": list(range(args.train_sequences)),
+            "test_seeds": args.test_seeds, "test_stride": args.test_stride, "seed": args.seed,
+            "static_reference": args.static_reference, "rows": rows}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--part", choices=["speed", "claim", "all"], default="all", help="which benchmark to run")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    speed = parser.add_argument_group("speed")
+    speed.add_argument("--height", type=int, default=192, help="input height, pixels")
+    speed.add_argument("--width", type=int, default=640, help="input width, pixels")
+    speed.add_argument("--frames", type=int, default=5, help="frames streamed per configuration (first not timed)")
+    speed.add_argument("--speed-configs", nargs="+", default=list(SPEED_CONFIGS), choices=list(SPEED_CONFIGS),
+                       help="configurations to time (manydepth is the baseline of the ratios)")
+    claim = parser.add_argument_group("claim")
+    claim.add_argument("--steps", type=int, default=200, help="optimisation steps per method (same for all)")
+    claim.add_argument("--batch-size", type=int, default=4, help="training batch size")
+    claim.add_argument("--claim-height", type=int, default=64, help="training/eval height (multiple of 32)")
+    claim.add_argument("--claim-width", type=int, default=192, help="training/eval width (multiple of 32)")
+    claim.add_argument("--bins", type=int, default=32, help="cost-volume depth bins")
+    claim.add_argument("--train-sequences", type=int, default=8, help="training sequences (seeds 0..N-1)")
+    claim.add_argument("--frames-per-sequence", type=int, default=20, help="frames per synthetic sequence")
+    claim.add_argument("--test-seeds", type=_parse_seeds, default=_parse_seeds("2000-2003"),
+                       help="held-out sequence seeds, e.g. 2000-2003 or 2000,2005")
+    claim.add_argument("--test-stride", type=int, default=2, help="evaluate every Nth test frame")
+    claim.add_argument("--methods", nargs="+", default=["manydepth", "manydepth2_nf", "manydepth2_oracle_flow"],
+                       choices=list(CLAIM_METHODS), help="methods to train and compare")
+    claim.add_argument("--static-reference", choices=["paper", "release"], default="paper",
+                       help="static reference construction for the Manydepth2 flow variants")
+    claim.add_argument("--flow-weights", default="", help="GMFlow/RAFT checkpoint for manydepth2_flow_net")
+    claim.add_argument("--seed", type=int, default=1, help="training seed (same for every method)")
+    args = parser.parse_args()
+
+    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    if args.part in ("speed", "all"):
+        results["speed"] = bench_speed(args)
+    if args.part in ("claim", "all"):
+        results["claim"] = bench_claim(args)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=RESULTS.parent, suffix=".tmp")
+    with os.fdopen(handle, "w") as stream:
+        json.dump(results, stream, indent=2)
+    os.replace(tmp, RESULTS)
+    print(f"\nwrote {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

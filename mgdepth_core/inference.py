@@ -6,9 +6,20 @@ The ROS node, ``mgdepth process-bag``, ``mgdepth infer`` and the benchmarks all 
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
 
+import cv2
 import numpy as np
+import torch
+
+from mgdepth_core.config import from_dict, option, to_dict
+from mgdepth_core.geometry import disparity_to_depth, scale_intrinsics
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -36,3 +47,236 @@ class DepthResult:
     dynamic_mask: np.ndarray | None = None  # H×W uint16 instance ids of truly dynamic objects, 0 = static
     objects: list[DynamicObject] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class EstimatorConfig:
+    """How :class:`DepthEstimator` runs a model on a stream of frames."""
+
+    weights: str = option("", "weights folder (ours or an official release); empty = random initialisation, "
+                              "which gives meaningless depth (tests and benchmarks only)")
+    method: str = option("", "manydepth2 or manydepth; empty = what the weights folder holds (manydepth2 for "
+                             "random initialisation)")
+    device: str = option("auto", "auto (cuda when available), cpu, cuda or cuda:N")
+    height: int = option(0, "network input height; 0 = the resolution the weights were trained at")
+    width: int = option(0, "network input width; 0 = the resolution the weights were trained at")
+    depth_scale: float = option(1.0, "multiplier from network depth to metres (also applied to the pose "
+                                     "translation): self-supervised depth is only known up to scale, so calibrate "
+                                     "it, e.g. from the camera height or a stereo/LiDAR median ratio")
+    max_gap_s: float = option(0.5, "a larger gap between stamps, or a stamp going backwards, restarts the frame "
+                                   "buffer (single-frame depth for that frame)")
+    min_translation: float = option(0.01, "camera translation since the previous frame (metres, after "
+                                          "depth_scale) below which the camera counts as static and the "
+                                          "single-frame fallback is used; 0 disables the check")
+    fallback: Literal["teacher", "empty_cost_volume"] = option(
+        "teacher", "single-frame depth from the teacher network, or from the multi-frame network with an empty "
+                   "cost volume (used automatically when the weights have no teacher)")
+    channels_last: bool = option(True, "channels-last memory format for the networks (faster convolutions)")
+    autocast: bool = option(True, "float16 autocast on CUDA (the cost volume itself stays float32)")
+    num_threads: int = option(0, "torch CPU threads; 0 = leave torch's setting")
+
+
+@dataclass
+class FrameBuffer:
+    """What the estimator keeps of the previous frame so that nothing is computed twice in a stream.
+
+    Methods and add-ons keep their own per-frame caches (optical flow, instance masks, objects) in ``extras``;
+    it is cleared with the buffer.
+    """
+
+    image: torch.Tensor  # 1×3×H×W in [0, 1], model resolution, on the device
+    K: torch.Tensor  # 1×3×3, pixels of the model resolution
+    stamp: float | None  # seconds
+    features: torch.Tensor | None = None  # matching features of the frame as lookup (model.matching_features)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def _resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available")
+    return device
+
+
+class DepthEstimator:
+    """Depth for a stream of frames from one camera, with a one-frame buffer.
+
+    Per frame: the pose net on (previous, current) gives ``T_prev_current``; the multi-frame network matches the
+    current frame against the buffered previous one, whose matching features are reused rather than recomputed.
+    The single-frame fallback (:attr:`EstimatorConfig.fallback`) serves the first frame, the frame after a
+    :meth:`reset` or a stamp gap, and frames where the camera has not moved (a cost volume needs a baseline).
+    """
+
+    def __init__(self, model: torch.nn.Module, config: EstimatorConfig | None = None):
+        self.config = config = config or EstimatorConfig()
+        if config.num_threads > 0:
+            torch.set_num_threads(config.num_threads)
+        self.device = _resolve_device(config.device)
+        self.model = model.to(self.device).eval()
+        if config.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        model_config = model.config
+        self.height = config.height or model_config.height
+        self.width = config.width or model_config.width
+        if self.height % 32 or self.width % 32:
+            raise ValueError(f"network input size must be a multiple of 32, got {self.height}×{self.width}")
+        self.min_depth, self.max_depth = model_config.min_depth, model_config.max_depth
+        self.reuses_features = bool(getattr(model, "accepts_lookup_features", False))
+        self.fallback = config.fallback
+        if self.fallback == "teacher" and not getattr(model, "has_teacher", True):
+            log.warning("the weights have no teacher: single-frame depth comes from the multi-frame network with "
+                        "an empty cost volume")
+            self.fallback = "empty_cost_volume"
+        self.buffer: FrameBuffer | None = None
+        self._warned_sizes: set[tuple[int, int]] = set()
+
+    @classmethod
+    def from_weights(cls, weights: str | Path | None = None, method: str | None = None, device: str = "auto",
+                     **overrides) -> DepthEstimator:
+        """Estimator for a weights folder (None or "" = random initialisation, logged as untrained).
+
+        ``overrides`` are :class:`EstimatorConfig` fields. With a folder, ``method`` is what the folder holds;
+        a different ``method`` argument is ignored with a warning.
+        """
+        from mgdepth_core.models import ModelConfig, build_model
+        from mgdepth_core.models.weights import load_weights
+
+        config = from_dict(EstimatorConfig, {**overrides, "weights": str(weights or ""), "method": method or "",
+                                             "device": device})
+        resolved_device = _resolve_device(config.device)
+        if config.weights:
+            model = load_weights(config.weights, device=resolved_device)
+            if config.method and config.method != model.method:
+                log.warning("weights folder %s holds a %s model; ignoring method=%s", config.weights, model.method,
+                            config.method)
+        else:
+            fields = {"method": config.method or "manydepth2", "pretrained": False}
+            if config.height and config.width:
+                fields.update(height=config.height, width=config.width)
+            model = build_model(ModelConfig(**fields))
+            log.warning("DepthEstimator: NO WEIGHTS GIVEN - %s with RANDOM weights, its depth is meaningless "
+                        "(use this for tests and benchmarks only)", fields["method"])
+        config.method = model.method
+        return cls(model, config)
+
+    def reset(self) -> None:
+        """Forget the previous frame: the next frame gets single-frame depth."""
+        self.buffer = None
+
+    def _check_inputs(self, image: np.ndarray, K: np.ndarray) -> np.ndarray:
+        if not isinstance(image, np.ndarray):
+            raise ValueError(f"image must be a numpy array, got {type(image).__name__}")
+        if image.dtype != np.uint8:
+            raise ValueError(f"image must be uint8 RGB, got dtype {image.dtype}")
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"image must be H×W×3 RGB, got shape {image.shape}")
+        if image.shape[0] < 2 or image.shape[1] < 2:
+            raise ValueError(f"image is too small: {image.shape}")
+        K = np.asarray(K, dtype=np.float64)
+        if K.shape != (3, 3) or not np.all(np.isfinite(K)) or K[0, 0] <= 0 or K[1, 1] <= 0:
+            raise ValueError(f"K must be a finite 3×3 pinhole matrix with positive focal lengths, got {K.tolist()}")
+        return K
+
+    def _prepare(self, image: np.ndarray, K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Resize to the network size, scaling K. Returns (H×W×3 uint8, 3×3 K)."""
+        in_height, in_width = image.shape[:2]
+        if (in_height, in_width) == (self.height, self.width):
+            return image, K
+        if (in_height, in_width) not in self._warned_sizes:
+            self._warned_sizes.add((in_height, in_width))
+            aspect_change = abs(in_width / in_height - self.width / self.height) > 1e-3
+            log.info("resizing %d×%d input to the network's %d×%d%s", in_width, in_height, self.width,
+                     self.height, " (aspect ratio changes; K is scaled per axis)" if aspect_change else "")
+        shrinking = in_height * in_width > self.height * self.width
+        resized = cv2.resize(image, (self.width, self.height),
+                             interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+        scaled_K = scale_intrinsics(torch.from_numpy(K), self.width / in_width, self.height / in_height).numpy()
+        return resized, scaled_K
+
+    def _to_tensor(self, image: np.ndarray) -> torch.Tensor:
+        if not image.flags.writeable:  # e.g. a view of a ROS message buffer
+            image = image.copy()
+        tensor = torch.from_numpy(image).to(self.device).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+        if self.config.channels_last:
+            tensor = tensor.contiguous(memory_format=torch.channels_last)
+        return tensor
+
+    def _gap_resets(self, stamp: float | None) -> None:
+        if self.buffer is None or stamp is None or self.buffer.stamp is None:
+            return
+        gap = stamp - self.buffer.stamp
+        if gap < 0 or gap > self.config.max_gap_s:
+            log.info("stamp gap %.3f s (limit %.3f s, or going backwards): restarting the frame buffer", gap,
+                     self.config.max_gap_s)
+            self.reset()
+
+    def _sync(self) -> float:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
+
+    def process(self, image: np.ndarray, K: np.ndarray, stamp: float | None = None) -> DepthResult:
+        """Depth for the next frame of the stream.
+
+        ``image``: H×W×3 uint8 RGB (any size; resized to the network's); ``K``: 3×3 intrinsics in pixels of
+        ``image``; ``stamp``: seconds (None = no gap checks). Raises ValueError for a wrong dtype, shape or K.
+        """
+        started = time.perf_counter()
+        K = self._check_inputs(image, K)
+        resized, K_net = self._prepare(image, K)
+        self._gap_resets(stamp)
+        if self.buffer is not None and not np.allclose(self.buffer.K.cpu().numpy()[0], K_net):
+            log.info("intrinsics changed: restarting the frame buffer")
+            self.reset()
+        current = self._to_tensor(resized)
+        K_tensor = torch.from_numpy(K_net).float().unsqueeze(0).to(self.device)
+        timings: dict[str, float] = {"preprocess": 0.0}
+        autocast = torch.autocast("cuda", dtype=torch.float16,
+                                  enabled=self.device.type == "cuda" and self.config.autocast)
+        with torch.inference_mode(), autocast:
+            mark = self._sync()
+            timings["preprocess"] = (mark - started) * 1000
+            T_prev_current = None
+            multi_frame = False
+            if self.buffer is not None:
+                T_prev_current = self.model.relative_pose(current, self.buffer.image, source_is_before=True).float()
+                now = self._sync()
+                timings["pose"], mark = (now - mark) * 1000, now
+                moved = float(T_prev_current[0, :3, 3].norm()) * self.config.depth_scale
+                multi_frame = moved >= self.config.min_translation
+                if not multi_frame:
+                    log.debug("camera moved %.4f m < min_translation: single-frame depth", moved)
+            context = {"lookup_features": self.buffer.features} if multi_frame and self.reuses_features else {}
+            if multi_frame:
+                outputs = self.model.multi_frame_forward(current, self.buffer.image, T_prev_current, K_tensor,
+                                                         **context)
+                features = outputs.get("matching_features")
+            elif self.fallback == "empty_cost_volume":
+                outputs = self.model.multi_frame_forward(current, current, K_tensor.new_zeros(1, 4, 4), K_tensor)
+                features = outputs.get("matching_features")
+            else:
+                outputs = self.model.teacher_forward(current)
+                features = None
+            if self.reuses_features and features is None:
+                features = self.model.matching_features(current)
+            disp = outputs[("disp", 0)].float()
+            depth = disparity_to_depth(disp, self.min_depth, self.max_depth)[1] * self.config.depth_scale
+            depth_np = depth[0, 0].cpu().numpy().astype(np.float32)
+            now = self._sync()
+            timings["depth"] = (now - mark) * 1000
+        depth_np[~np.isfinite(depth_np) | (depth_np <= 0)] = np.nan
+        self.buffer = FrameBuffer(image=current, K=K_tensor, stamp=stamp,
+                                  features=features if self.reuses_features else None)
+        T_np = None
+        if T_prev_current is not None:
+            T_np = T_prev_current[0].double().cpu().numpy()
+            T_np[:3, 3] *= self.config.depth_scale
+        timings["total"] = (time.perf_counter() - started) * 1000
+        return DepthResult(depth=depth_np, K=K_net, image=np.ascontiguousarray(resized), T_prev_current=T_np,
+                           multi_frame=multi_frame, timings_ms=timings)
+
+    def describe(self) -> dict:
+        """The estimator's settings, for logs and benchmark records."""
+        return {**to_dict(self.config), "height": self.height, "width": self.width, "device": str(self.device)}

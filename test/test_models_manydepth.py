@@ -66,7 +66,7 @@ def smooth_features(channels: int, height: int, width: int) -> torch.Tensor:
     return torch.nn.functional.interpolate(coarse, size=(height, width), mode="bicubic", align_corners=True)
 
 
-@pytest.mark.parametrize("chunk_elements", [1, 1 << 22])
+@pytest.mark.parametrize("chunk_elements", [16 * 100, 1 << 24])
 def test_cost_volume_finds_the_true_depth_of_a_plane(chunk_elements):
     h, w = 48, 160
     K = intrinsics_at_scale(intrinsics(192, 640), 2)

@@ -62,7 +62,7 @@ def build_cost_volume(current: torch.Tensor, lookup: torch.Tensor, T_lookup_curr
 
     Only valid (bin, pixel) pairs are sampled. Bilinear sampling and the subtraction of the current feature are
     one fused ``embedding_bag`` over a table of lookup and current feature vectors; ``chunk_elements`` bounds the
-    size of the block of feature differences that exists at once.
+    size of the block of feature differences that exists at once (2^22 floats = 16 MB).
     """
     batch, channels, height, width = current.shape
     num_bins = depth_bins.numel()
@@ -77,38 +77,37 @@ def build_cost_volume(current: torch.Tensor, lookup: torch.Tensor, T_lookup_curr
         grid = pixel_grid(height, width, device).reshape(1, 3, pixels)
         # A pixel at depth d lands at d·(K R K⁻¹ p) + K t (homogeneous), so one product serves every bin.
         rays = (K_active @ T[:, :3, :3] @ torch.linalg.inv(K_active) @ grid).unsqueeze(1)  # b×1×3×N
-        offset = (K_active @ T[:, :3, 3:]).unsqueeze(1)  # b×1×3×1
+        cam = rays * depth_bins.to(device, torch.float32).view(1, -1, 1, 1) + (K_active @ T[:, :3, 3:]).unsqueeze(1)
+        z = cam[:, :, 2]  # b×D×N
+        u = cam[:, :, 0] / (z + 1e-7)
+        v = cam[:, :, 1] / (z + 1e-7)
         u0, v0 = grid[0, 0], grid[0, 1]
         inside_current = ((u0 >= BORDER_PX) & (u0 <= width - 1 - BORDER_PX)
                           & (v0 >= BORDER_PX) & (v0 <= height - 1 - BORDER_PX))
+        valid = ((u >= BORDER_PX) & (u <= width - BORDER_PX) & (v >= BORDER_PX) & (v <= height - BORDER_PX)
+                 & (z > 0) & inside_current)
+        # Valid (sample, bin, pixel) triples as flat indices into the b×D×N volume of the active samples.
+        selected = valid.view(-1).nonzero().squeeze(1)
+        u, v = u.view(-1)[selected], v.view(-1)[selected]
+        sample = selected // (num_bins * pixels)
+        pixel = selected % pixels
+        x0, y0 = u.floor(), v.floor()
+        wx, wy = u - x0, v - y0
         # Row table: for active sample i, rows [2iN, 2iN + N) hold its lookup features, the next N its current ones.
         table = torch.stack([lookup[active], current[active]], 1).float().permute(0, 1, 3, 4, 2)
         table = table.reshape(-1, channels)
-        sample_base = (torch.arange(len(active), device=device) * 2 * pixels).view(-1, 1, 1)
-        pixel_index = torch.arange(pixels, device=device).view(1, 1, pixels)
-        cost_base = (active * num_bins * pixels).view(-1, 1, 1)
-        bins = depth_bins.to(device, torch.float32)
-        bins_per_chunk = max(1, chunk_elements // max(1, channels * pixels * len(active)))
-        for start in range(0, num_bins, bins_per_chunk):
-            depths = bins[start:start + bins_per_chunk].view(1, -1, 1, 1)
-            cam = rays * depths + offset  # b×k×3×N
-            z = cam[:, :, 2]
-            u = cam[:, :, 0] / (z + 1e-7)
-            v = cam[:, :, 1] / (z + 1e-7)
-            valid = ((u >= BORDER_PX) & (u <= width - BORDER_PX) & (v >= BORDER_PX) & (v <= height - BORDER_PX)
-                     & (z > 0) & inside_current)
-            u, v = u[valid], v[valid]
-            x0, y0 = u.floor(), v.floor()
-            wx, wy = u - x0, v - y0
-            corner = (y0 * width + x0).long() + sample_base.expand_as(valid)[valid]
-            current_row = (sample_base + pixels + pixel_index).expand_as(valid)[valid]
-            rows = torch.stack([corner, corner + 1, corner + width, corner + width + 1, current_row], 1)
-            weights = torch.stack([(1 - wx) * (1 - wy), wx * (1 - wy), (1 - wx) * wy, wx * wy,
-                                   torch.full_like(wx, -1.0)], 1)
-            difference = F.embedding_bag(rows, table, per_sample_weights=weights, mode="sum")
-            bin_index = torch.arange(start, start + depths.shape[1], device=device).view(1, -1, 1)
-            target = (cost_base + bin_index * pixels + pixel_index).expand_as(valid)[valid]
-            cost[target] = difference.abs_().mean(1)
+        corner = (y0 * width + x0).long() + sample * (2 * pixels)
+        rows = torch.stack([corner, corner + 1, corner + width, corner + width + 1,
+                            sample * (2 * pixels) + pixels + pixel], 1)
+        weights = torch.stack([(1 - wx) * (1 - wy), wx * (1 - wy), (1 - wx) * wy, wx * wy,
+                               torch.full_like(wx, -1.0)], 1)
+        target = selected + (active[sample] - sample) * (num_bins * pixels)
+        rows_per_chunk = max(1, chunk_elements // max(1, channels))
+        for start in range(0, len(selected), rows_per_chunk):
+            chunk = slice(start, start + rows_per_chunk)
+            difference = F.embedding_bag(rows[chunk], table, per_sample_weights=weights[chunk], mode="sum")
+            cost[target[chunk]] = difference.abs_().sum(1)
+        cost /= channels
 
     cost = cost.view(batch, num_bins, pixels)
     missing = cost == 0

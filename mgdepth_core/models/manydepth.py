@@ -21,6 +21,7 @@ class ManydepthModel(MultiFrameDepthModel):
 
     method = "manydepth"
     has_teacher = True  # False when loaded from a folder without teacher weights
+    accepts_lookup_features = True  # multi_frame_forward takes context["lookup_features"] (streaming cache)
 
     def __init__(self, config: ModelConfig | None = None):
         super().__init__()

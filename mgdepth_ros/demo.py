@@ -148,7 +148,8 @@ def run_demo(args: argparse.Namespace) -> dict:
     if weights is None:
         print("[demo] " + "!" * 60 + "\n[demo] NO WEIGHTS: the network is RANDOMLY INITIALISED, its depth is "
               "meaningless (plumbing demo only)\n[demo] " + "!" * 60, flush=True)
-    estimator = build_estimator(weights, args.method, "cpu")
+    size = {"height": args.height, "width": args.width} if weights is None else {}  # else: the trained size
+    estimator = build_estimator(weights, args.method, "cpu", **size)
 
     sequence = SyntheticSequence(seed=DEMO_SEED, num_frames=args.frames, height=args.height, width=args.width)
     recorded: list[tuple[str, object, int]] = []
@@ -169,7 +170,10 @@ def run_demo(args: argparse.Namespace) -> dict:
             player.publish_frame(frame["image"], frame["K"], stamp, FRAME_ID)
             if collector.wait_for("depth/image_rect", stamp, timeout=120.0) is None:
                 raise RuntimeError(f"frame {index}: no depth from the node in 120 s")
-            outputs = collector.wait_for_all(list(OUTPUT_TOPICS), stamp, timeout=5.0)
+            always = [topic for topic in OUTPUT_TOPICS if topic != "dynamic_mask"]
+            outputs = collector.wait_for_all(always, stamp, timeout=10.0)
+            # the mask is published before the cloud, and only where the estimator found dynamic objects
+            outputs["dynamic_mask"] = collector.wait_for("dynamic_mask", stamp, timeout=0.2)
             missing = [topic for topic, msg in outputs.items() if msg is None and topic != "dynamic_mask"]
             if missing:
                 raise RuntimeError(f"frame {index}: no output on {missing}")

@@ -73,13 +73,20 @@ def bgr_image(bgr: np.ndarray) -> ImageFields:
     return _image_fields(bgr.astype(np.uint8), "bgr8")
 
 
-def colorize_depth(depth: np.ndarray, min_depth: float = 1.0, max_depth: float = 80.0) -> np.ndarray:
+def colorize_depth(depth: np.ndarray, min_depth: float = 0.0, max_depth: float = 0.0) -> np.ndarray:
     """H×W metres → H×W×3 uint8 BGR: inverse depth mapped linearly onto magma between ``1/max_depth`` (dark,
-    far) and ``1/min_depth`` (bright, near); invalid pixels black. Fixed range, so frames are comparable."""
+    far) and ``1/min_depth`` (bright, near); invalid pixels black. A range of 0 (the default) is taken per frame
+    from the 5th / 95th depth percentiles (for depth of unknown scale); a fixed range makes frames comparable."""
+    valid = np.isfinite(depth) & (depth > 0)
+    if (min_depth <= 0 or max_depth <= 0) and valid.any():
+        low, high = np.percentile(depth[valid], [5, 95])
+        min_depth = min_depth if min_depth > 0 else float(low)
+        max_depth = max_depth if max_depth > 0 else float(high)
+    if not min_depth > 0 or max_depth <= min_depth:
+        min_depth, max_depth = (min_depth, min_depth * 1.01) if min_depth > 0 else (1.0, 80.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         inverse = 1.0 / np.clip(depth.astype(np.float64), min_depth, max_depth)
         scaled = (inverse - 1.0 / max_depth) / (1.0 / min_depth - 1.0 / max_depth)
-    valid = np.isfinite(depth) & (depth > 0)
     grey = np.where(valid, np.clip(scaled, 0.0, 1.0) * 255.0, 0.0).astype(np.uint8)
     bgr = cv2.applyColorMap(grey, cv2.COLORMAP_MAGMA)
     bgr[~valid] = 0

@@ -78,8 +78,10 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     "cloud_min_range": (0.1, "drop cloud points nearer than this, metres (along z)"),
     "cloud_max_range": (80.0, "drop cloud points farther than this, metres (along z)"),
     "cloud_colour": (True, "add the packed rgb field (RViz colour transformer RGB8)"),
-    "colorize_min_depth": (1.0, "depth/colorized: nearest depth of the colour map, metres"),
-    "colorize_max_depth": (80.0, "depth/colorized: farthest depth of the colour map, metres"),
+    "colorize_min_depth": (0.0, "depth/colorized: nearest depth of the colour map, metres; 0 = per frame (5th "
+                                "percentile)"),
+    "colorize_max_depth": (0.0, "depth/colorized: farthest depth of the colour map, metres; 0 = per frame (95th "
+                                "percentile)"),
     "odom_frame": ("odom", "frame_id of odometry; the child frame is the camera's optical frame (input frame_id)"),
     "marker_lifetime_s": (0.5, "lifetime of the dynamic-object markers, seconds"),
     "stats_period_s": (1.0, "period of the rate / drop / latency report (log and /diagnostics), seconds"),

@@ -72,6 +72,9 @@ def test_colorized_depth_is_black_where_invalid_and_brighter_near():
     bgr = colorize_depth(np.array([[np.nan, 2.0, 50.0]], dtype=np.float32), 1.0, 80.0)
     assert bgr.shape == (1, 3, 3) and bgr.dtype == np.uint8
     assert bgr[0, 0].sum() == 0 and bgr[0, 1].sum() > bgr[0, 2].sum()
+    relative = colorize_depth(np.array([[0.1, 0.2, 0.4, np.nan]], dtype=np.float32))  # per-frame range
+    assert relative[0, 0].sum() > relative[0, 1].sum() > relative[0, 2].sum() and relative[0, 3].sum() == 0
+    np.testing.assert_array_equal(colorize_depth(np.array([[0.1, 0.2, 0.4]]) * 10), relative[:, :3])
 
 
 def test_decode_image_handles_encodings_and_row_padding():

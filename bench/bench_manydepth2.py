@@ -183,7 +183,8 @@ class OracleFlow(torch.nn.Module):
         super().__init__()
         self.pending: torch.Tensor | None = None
 
-    def at_scale(self, image1: torch.Tensor, image2: torch.Tensor, scale: int = 2) -> torch.Tensor:
+    def at_scale(self, image1: torch.Tensor, image2: torch.Tensor, scale: int = 2,
+                 input_scale: float = 1.0) -> torch.Tensor:
         if self.pending is None or self.pending.shape[0] != image1.shape[0]:
             raise RuntimeError("OracleFlow: no exact flow was attached to this batch")
         return self.pending.to(image1.device)

@@ -148,6 +148,25 @@ def test_downscale_flow_divides_by_the_factor():
     assert torch.allclose(downscale_flow(flow, 2), torch.full((1, 2, 8, 12), 2.0))
 
 
+def test_flow_on_downsized_frames_is_returned_in_quarter_resolution_pixels():
+    estimator = quiet_estimator("gmflow")
+    calls = []
+
+    def constant_flow(image1, image2):  # stands in for the network: 3 px right, 1 px down at its input size
+        calls.append(tuple(image1.shape[-2:]))
+        flow = torch.zeros(image1.shape[0], 2, *image1.shape[-2:])
+        flow[:, 0], flow[:, 1] = 3.0, 1.0
+        return flow
+
+    estimator.forward = constant_flow
+    image = torch.rand(1, 3, 64, 96)
+    quarter = estimator.at_scale(image, image, 2, input_scale=0.5)
+    assert calls == [(32, 48)] and quarter.shape == (1, 2, 16, 24)
+    # 3 px at half resolution = 6 px at full = 1.5 px at quarter resolution
+    assert torch.allclose(quarter[:, 0], torch.full((1, 16, 24), 1.5)) and torch.allclose(quarter[:, 1],
+                                                                                         torch.full((1, 16, 24), 0.5))
+
+
 def test_raft_small_from_the_torch_hub_cache_recovers_a_known_shift():
     cached = Path(torch.hub.get_dir()) / "checkpoints" / "raft_small_C_T_V2-01064c6d.pth"
     if not cached.is_file():

@@ -24,7 +24,8 @@ class RecordingFlow(nn.Module):
         self.flow_px = flow_px
         self.calls: list[tuple[torch.Tensor, torch.Tensor]] = []
 
-    def at_scale(self, image1: torch.Tensor, image2: torch.Tensor, scale: int = 2) -> torch.Tensor:
+    def at_scale(self, image1: torch.Tensor, image2: torch.Tensor, scale: int = 2,
+                 input_scale: float = 1.0) -> torch.Tensor:
         self.calls.append((image1, image2))
         flow = torch.zeros(image1.shape[0], 2, image1.shape[-2] // 2 ** scale, image1.shape[-1] // 2 ** scale)
         flow[:, 0], flow[:, 1] = self.flow_px
@@ -115,6 +116,11 @@ def test_manydepth2_nf_runs_without_flow_and_the_teacher_fills_in_missing_depth(
     assert out["lowest_cost"].shape == out["confidence_mask"].shape == (2, 1, HEIGHT // 4, WIDTH // 4)
     with pytest.raises(RuntimeError, match="no optical flow"):
         model.quarter_flow(inputs["image"], inputs["lookup"])
+    # streaming: the lookup's stage-1 features, as the previous frame returned them, replace the lookup image
+    assert model.accepts_lookup_features
+    previous = forward(model, {**inputs, "image": inputs["lookup"]})
+    reused = forward(model, {**inputs, "lookup": None}, lookup_features=previous["matching_features"])
+    assert same_outputs(reused, out)
 
 
 def test_student_gradients_reach_encoder_and_decoder_not_the_flow(inputs):

@@ -125,17 +125,29 @@ class FlowEstimator(nn.Module):
             flow = self.net(2 * image1 - 1, 2 * image2 - 1, num_flow_updates=self.num_flow_updates)[-1]
         return flow[..., :height, :width]
 
-    def at_scale(self, image1: torch.Tensor, image2: torch.Tensor, scale: int = 2) -> torch.Tensor:
-        """Flow at 1/2^scale resolution in pixels of that resolution (B×2×H/2^s×W/2^s), the release's recipe:
-        full-resolution flow resized bilinearly and divided by 2^scale."""
-        return downscale_flow(self(image1, image2), scale)
+    def at_scale(self, image1: torch.Tensor, image2: torch.Tensor, scale: int = 2,
+                 input_scale: float = 1.0) -> torch.Tensor:
+        """Flow at 1/2^scale resolution in pixels of that resolution (B×2×H/2^s×W/2^s). With ``input_scale`` 1 this
+        is the release's recipe (full-resolution flow resized bilinearly and divided by 2^scale); a smaller
+        ``input_scale`` runs the network on frames resized by that factor first (fewer pixels, coarser flow)."""
+        target = (image1.shape[-2] // 2 ** scale, image1.shape[-1] // 2 ** scale)
+        if input_scale != 1.0:
+            size = (max(1, round(image1.shape[-2] * input_scale)), max(1, round(image1.shape[-1] * input_scale)))
+            image1 = F.interpolate(image1, size=size, mode="bilinear", align_corners=False, antialias=True)
+            image2 = F.interpolate(image2, size=size, mode="bilinear", align_corners=False, antialias=True)
+        return resize_flow(self(image1, image2), target)
+
+
+def resize_flow(flow: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """B×2×h×w flow (pixels) resized bilinearly to ``size`` with its x/y components rescaled to the new pixels."""
+    scale_y, scale_x = size[0] / flow.shape[-2], size[1] / flow.shape[-1]
+    resized = F.interpolate(flow, size=size, mode="bilinear", align_corners=False)
+    return resized * torch.tensor([scale_x, scale_y], dtype=flow.dtype, device=flow.device).view(1, 2, 1, 1)
 
 
 def downscale_flow(flow: torch.Tensor, scale: int = 2) -> torch.Tensor:
     """B×2×H×W flow (pixels) → B×2×H/2^s×W/2^s flow in pixels of the smaller grid."""
-    factor = 2 ** scale
-    size = (flow.shape[-2] // factor, flow.shape[-1] // factor)
-    return F.interpolate(flow, size=size, mode="bilinear", align_corners=False) / factor
+    return resize_flow(flow, (flow.shape[-2] // 2 ** scale, flow.shape[-1] // 2 ** scale))
 
 
 def build_flow(backend: str, weights: str = "", num_flow_updates: int = 12) -> FlowEstimator | None:

@@ -137,6 +137,7 @@ class HRNetEncoderMatching(HRNetEncoder):
         """Encode ``image`` against the lookup frame's stage-1 features (B×256×H/4×W/4).
 
         ``K_quarter``: B×3×3 at 1/4 resolution; ``depth_bins``: D metres. Returns ``features`` (five maps),
+        ``matching_features`` (this frame's stage-1 output, detached, reusable as the next lookup),
         ``lowest_cost`` (1 / best bin depth), ``cost_volume_depth`` (metres) and ``confidence_mask``
         (B×1×H/4×W/4 each).
         """
@@ -145,5 +146,5 @@ class HRNetEncoderMatching(HRNetEncoder):
                                    self.chunk_elements)
         fused = self.reduce_conv(torch.cat([stage1, volume.volume.to(stage1.dtype)], 1))
         features = self.collect(feat0, stem, self.high_resolution_stages(fused))
-        return {"features": features, "lowest_cost": 1.0 / volume.best_depth,
+        return {"features": features, "matching_features": stage1.detach(), "lowest_cost": 1.0 / volume.best_depth,
                 "cost_volume_depth": volume.best_depth, "confidence_mask": volume.confidence_mask}

@@ -30,6 +30,13 @@ class Manydepth2Model(MultiFrameDepthModel):
 
     method = "manydepth2"
 
+    @property
+    def accepts_lookup_features(self) -> bool:
+        """Streaming cache: without flow (Manydepth2-NF) the lookup is the previous frame itself, so its stage-1
+        features can be reused (``context["lookup_features"]``); with flow the lookup image is rebuilt from the
+        current frame every time (static reference), so they cannot."""
+        return self.flow is None
+
     def __init__(self, config: ModelConfig | None = None):
         super().__init__()
         self.config = config = config or ModelConfig(method="manydepth2")
@@ -75,15 +82,18 @@ class Manydepth2Model(MultiFrameDepthModel):
         """Optical flow image → lookup at 1/4 resolution in 1/4-res pixels (B×2×H/4×W/4)."""
         if self.flow is None:
             raise RuntimeError("this Manydepth2 model has no optical flow (flow='none', Manydepth2-NF)")
-        return self.flow.at_scale(image, lookup, FLOW_SCALE)
+        return self.flow.at_scale(image, lookup, FLOW_SCALE, self.config.flow_input_scale)
 
     def multi_frame_forward(self, image: torch.Tensor, lookup: torch.Tensor, T_lookup_current: torch.Tensor,
                             K: torch.Tensor, **context) -> dict:
         """Student forward. ``context`` (all optional): ``teacher_depth`` B×1×H×W metres (else the teacher runs
         here without gradients), ``raw_image``/``raw_lookup`` un-augmented frames for the flow (else ``image`` /
-        ``lookup``), ``flow`` B×2×H/4×W/4 in 1/4-res pixels (replaces running the flow network), ``epoch``.
+        ``lookup``), ``flow`` B×2×H/4×W/4 in 1/4-res pixels (replaces running the flow network), ``epoch``,
+        ``lookup_features`` (B×256×H/4×W/4, the previous frame's ``"matching_features"``; used only without the
+        static reference, where the lookup image is the previous frame itself; ``lookup`` may then be None).
 
-        Besides the interface's outputs: ``"cost_volume_depth"`` (B×1×H/4×W/4 metres), and when the static
+        Besides the interface's outputs: ``"cost_volume_depth"`` (B×1×H/4×W/4 metres), ``"matching_features"``
+        (this frame's stage-1 features for the next frame), and when the static
         reference is used ``"lookup_image"`` (the blended lookup), ``"static_reference"`` and ``"motion_mask"``
         (B×1×H/4×W/4 bool, current view).
         """
@@ -110,8 +120,12 @@ class Manydepth2Model(MultiFrameDepthModel):
             lookup = static.lookup
             extra = {"lookup_image": lookup, "static_reference": static.static_reference,
                      "motion_mask": static.motion_mask}
-        encoded = self.encoder(image, self.matching_features(lookup), T_lookup_current, K_quarter,
-                               self.depth_bins())
+        lookup_features = context.get("lookup_features") if not extra else None
+        if lookup_features is None:
+            if lookup is None:
+                raise ValueError("multi_frame_forward needs the lookup image or context['lookup_features']")
+            lookup_features = self.matching_features(lookup)
+        encoded = self.encoder(image, lookup_features, T_lookup_current, K_quarter, self.depth_bins())
         outputs = self.depth(encoded.pop("features"))
         outputs.update(encoded)
         outputs.update(extra)

@@ -41,6 +41,9 @@ class ModelConfig:
     static_reference_blend: float = option(0.25, "weight of the static reference frame in the lookup image")
     motion_threshold_px: float = option(10.0, "optical-minus-rigid flow above this (1/4-res pixels) is motion")
     flow_start_epoch: int = option(6, "epoch from which the static reference frame is used during training")
+    flow_input_scale: float = option(1.0, "optical flow runs on frames resized by this factor (1 = full "
+                                          "resolution as the release; 0.5 = 4× fewer pixels, the flow is used at "
+                                          "1/4 resolution anyway)")
 
 
 def build_model(config: ModelConfig):

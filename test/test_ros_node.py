@@ -2,8 +2,8 @@
 
 (c) frames of a synthetic dynamic street go in with camera_info; depth, camera_info, mask, cloud, odometry and
 markers come out with the input header, and the cloud is the back-projection of the published depth with the
-published intrinsics. (d) an unsupported encoding, a size change, a missing camera_info and a stamp jumping
-backwards each give a warning, and the node keeps publishing afterwards.
+published intrinsics. (d) an unsupported encoding, a size change, a missing camera_info, a NaN in K and a stamp
+jumping backwards each give a warning, and the node keeps publishing afterwards.
 """
 
 from __future__ import annotations
@@ -97,6 +97,20 @@ def test_outputs_follow_the_input_and_the_cloud_is_the_backprojected_depth(ros, 
     assert rgb is not None and rgb.std() > 0  # the colours of the (textured) input image
 
 
+def test_statistics_reach_diagnostics(ros, sequence):
+    diagnostic_msgs = pytest.importorskip("diagnostic_msgs.msg", reason="ros-jazzy-diagnostic-msgs not installed")
+    node, player, collector = ros
+    reports = []
+    collector.create_subscription(diagnostic_msgs.DiagnosticArray, "/diagnostics", reports.append, 10)
+    assert send(ros, sequence, 4, 30 * PERIOD_NS)["points"] is not None
+    assert wait_until(lambda: any(len(r.status) and r.status[0].values for r in reports), timeout=5.0)
+    status = reports[-1].status[0]
+    values = {value.key: value.value for value in status.values}
+    assert status.name == "mgdepth_depth: depth" and status.hardware_id == "mgdepth"
+    assert {"input_rate_hz", "output_rate_hz", "dropped", "latency_ms", "inference_ms"} <= set(values)
+    assert node.totals["received"] >= node.totals["processed"] >= 5
+
+
 def test_bad_messages_warn_and_the_node_keeps_publishing(ros, sequence):
     node, player, collector = ros
     stamp = 100 * PERIOD_NS
@@ -127,6 +141,14 @@ def test_bad_messages_warn_and_the_node_keeps_publishing(ros, sequence):
     assert collector.wait_for("depth/image_rect", stamp, timeout=1.0) is None  # skipped, not guessed
     stamp += PERIOD_NS
     assert send(ros, sequence, 8, stamp)["depth/image_rect"] is not None
+
+    nan_K = sequence.K.copy()
+    nan_K[0, 0] = np.nan
+    stamp += PERIOD_NS
+    player.publish_frame(sequence.frame(9)["image"], nan_K, stamp, FRAME)
+    assert wait_until(lambda: node.warning_counts["bad_camera_info"] > before["bad_camera_info"])
+    stamp += PERIOD_NS
+    assert send(ros, sequence, 9, stamp)["depth/image_rect"] is not None  # fresh camera_info: back to work
 
     backwards = 50 * PERIOD_NS
     outputs = send(ros, sequence, 9, backwards)

@@ -199,9 +199,8 @@ class DepthEstimator:
         if not image.flags.writeable:  # e.g. a view of a ROS message buffer
             image = image.copy()
         tensor = torch.from_numpy(image).to(self.device).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
-        if self.config.channels_last:
-            tensor = tensor.contiguous(memory_format=torch.channels_last)
-        return tensor
+        memory_format = torch.channels_last if self.config.channels_last else torch.contiguous_format
+        return tensor.contiguous(memory_format=memory_format)
 
     def _gap_resets(self, stamp: float | None) -> None:
         if self.buffer is None or stamp is None or self.buffer.stamp is None:

@@ -49,6 +49,7 @@ class CostVolume:
 
 
 @torch.no_grad()
+@torch.autocast("cuda", enabled=False)  # projection and costs in float32 even inside an autocast region
 def build_cost_volume(current: torch.Tensor, lookup: torch.Tensor, T_lookup_current: torch.Tensor,
                       K: torch.Tensor, depth_bins: torch.Tensor, chunk_elements: int = 1 << 22) -> CostVolume:
     """Plane-sweep L1 feature cost volume (Manydepth).

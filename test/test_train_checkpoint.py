@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 
 import pytest
 import torch
@@ -90,6 +91,28 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
     state, weights = checkpoints.load_checkpoint(run)
     assert state["step"] == 2 and weights.name == "weights_0_2"
     assert sorted(os.listdir(run / "models")) == ["weights_0_2"]
+
+
+class _InterruptAt(DynamicObjectsHook):
+    def __init__(self, call: int):
+        self.call = call
+
+    def extra_losses(self, inputs, outputs):
+        self.call -= 1
+        if self.call == 0:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C in the middle of a step
+        return {}
+
+
+def test_ctrl_c_finishes_the_step_and_writes_a_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    trainer = Trainer(tiny_config(tmp_path), run)
+    trainer.step_module.hook = _InterruptAt(call=2)
+    with pytest.raises(KeyboardInterrupt, match="step 2.*--resume"):
+        trainer.train()
+    state, weights = checkpoints.load_checkpoint(run)
+    assert state["step"] == 2 and weights.name == "weights_0_2"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
 
 
 def test_bad_inputs_are_named(tmp_path, capsys):

@@ -86,6 +86,9 @@ def run(args: argparse.Namespace) -> int:
     except TrainingDivergedError as exc:
         print(f"mgdepth train: error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt as exc:
+        print(f"mgdepth train: interrupted; {exc}" if str(exc) else "mgdepth train: interrupted", file=sys.stderr)
+        return 130
     finally:
         shutdown(context)
     if context.is_main:

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import logging
 import random
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -339,6 +341,7 @@ class Trainer:
         self.writer = None
         self.last_checkpoint: Path | None = None
         self._saved_step: int | None = None
+        self._stop_requested = False
         if resume:
             self._resume()
         self._set_modes()
@@ -462,8 +465,9 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             checkpoints.atomic_save_config(self.config, self.run_dir / checkpoints.CONFIG_FILE)
             self.writer = SummaryWriter(str(self.run_dir))
+        previous_handlers = self._install_interrupt_handlers()
         try:
-            while self.epoch < optim.epochs and self._steps_left() != 0:
+            while self.epoch < optim.epochs and self._steps_left() != 0 and not self._stop_requested:
                 if 0 <= optim.freeze_teacher_epoch <= self.epoch:
                     self.freeze_teacher()
                 if not self._run_epoch():
@@ -476,9 +480,33 @@ class Trainer:
             if self._saved_step != self.step:
                 self.save_checkpoint(f"weights_{self.epoch}_{self.step}")
         finally:
+            for signum, handler in previous_handlers.items():
+                signal.signal(signum, handler)
             if self.writer is not None:
                 self.writer.close()
+        if self._stop_requested:
+            raise KeyboardInterrupt(f"stopped at epoch {self.epoch}, step {self.step}; checkpoint "
+                                    f"{self.last_checkpoint}; continue with --resume {self.run_dir}")
         return self.last_checkpoint
+
+    def _install_interrupt_handlers(self) -> dict:
+        """Ctrl-C / SIGTERM: finish the current step, write a checkpoint, then stop (a second Ctrl-C aborts)."""
+        self._stop_requested = False
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+
+        def request_stop(signum, frame):
+            if self._stop_requested and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            self._stop_requested = True
+            if self.context.is_main:
+                LOG.warning("%s: finishing this step and writing a checkpoint (Ctrl-C again to abort without one)",
+                            signal.Signals(signum).name)
+
+        previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+        for signum in previous:
+            signal.signal(signum, request_stop)
+        return previous
 
     def _run_epoch(self) -> bool:
         """Train the rest of the current epoch; False when ``max_steps`` stopped it before the end."""
@@ -508,6 +536,9 @@ class Trainer:
                 if (self.config.save_every_steps and self.step % self.config.save_every_steps == 0
                         and self.batch_in_epoch < batches_per_epoch):
                     self.save_checkpoint(f"weights_{self.epoch}_{self.step}")
+                if not all_ranks_true(not self._stop_requested, self.context):
+                    self._stop_requested = True
+                    break
             return self.batch_in_epoch >= batches_per_epoch
         finally:
             bar.close()

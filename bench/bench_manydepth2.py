@@ -56,22 +56,32 @@ SPEED_CONFIGS = {
 }
 
 
-def _stream_runner(model, height: int, width: int):
-    """A per-frame callable (previous, current, K) → depth, through the DepthEstimator where it serves the method."""
+def _stream_runner(model):
+    """A per-frame callable (previous, current: H×W×3 uint8; K: 3×3 numpy) and what it runs through: the
+    DepthEstimator where it exists (multi-frame path forced: random pose nets barely move), else the model's calls."""
     try:
-        from mgdepth_core.inference import DepthEstimator
+        from mgdepth_core.inference import DepthEstimator, EstimatorConfig
     except ImportError:
         DepthEstimator = None
     if DepthEstimator is not None:
-        estimator = DepthEstimator(model)
+        estimator = DepthEstimator(model, EstimatorConfig(min_translation=0.0, device="cpu"))
 
         def run(previous, current, K):
-            return estimator.process(current, K)
+            result = estimator.process(current, K)
+            if estimator.buffer is not None and result.T_prev_current is not None and not result.multi_frame:
+                raise RuntimeError("the DepthEstimator fell back to single-frame depth; the timing would be wrong")
+            return result.depth
         return run, "DepthEstimator"
 
+    def to_tensor(image):
+        return torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+
     def run(previous, current, K):
-        T = model.relative_pose(current, previous, source_is_before=True)
-        out = model.multi_frame_forward(current, previous, T, K)
+        if previous is None:
+            return disparity_to_depth(model.teacher_forward(to_tensor(current))[("disp", 0)])[1]
+        K_tensor = torch.from_numpy(K).float()[None]
+        T = model.relative_pose(to_tensor(current), to_tensor(previous), source_is_before=True)
+        out = model.multi_frame_forward(to_tensor(current), to_tensor(previous), T, K_tensor)
         return disparity_to_depth(out[("disp", 0)])[1]
     return run, "model calls (pose, flow, teacher, student)"
 
@@ -82,18 +92,20 @@ def _measure_speed(name: str, height: int, width: int, frames: int, threads: int
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = build_model(ModelConfig(height=height, width=width, pretrained=False, **SPEED_CONFIGS[name])).eval()
-    K = torch.tensor([[[0.58 * width, 0, width / 2], [0, 1.92 * height, height / 2], [0, 0, 1.0]]])
-    images = [torch.rand(1, 3, height, width) for _ in range(frames + 2)]
-    run, path = _stream_runner(model, height, width)
+    K_np = np.array([[0.58 * width, 0, width / 2], [0, 1.92 * height, height / 2], [0, 0, 1.0]])
+    K = torch.from_numpy(K_np).float()[None]
+    rng = np.random.default_rng(0)
+    frames_np = [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(frames + 2)]
+    run, path = _stream_runner(model)
     times = []
     with torch.no_grad():
-        for i in range(1, len(images)):
+        for i in range(len(frames_np)):
             start = time.perf_counter()
-            run(images[i - 1], images[i], K)
+            run(frames_np[i - 1] if i else None, frames_np[i], K_np)
             times.append(time.perf_counter() - start)
         components = {}
         if model.method == "manydepth2":
-            previous, current = images[0], images[1]
+            previous, current = (torch.from_numpy(f).permute(2, 0, 1)[None].float() / 255 for f in frames_np[:2])
             T = model.relative_pose(current, previous, True)
             parts = {"pose": lambda: model.relative_pose(current, previous, True),
                      "teacher": lambda: model.teacher_forward(current)}
@@ -109,7 +121,7 @@ def _measure_speed(name: str, height: int, width: int, frames: int, threads: int
                     call()
                     samples.append(time.perf_counter() - start)
                 components[part] = 1000 * statistics.median(samples)
-    queue.put({"name": name, "path": path, "ms_per_frame": 1000 * statistics.median(times[1:]),
+    queue.put({"name": name, "path": path, "ms_per_frame": 1000 * statistics.median(times[2:]),
                "components_ms": components,
                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
 
@@ -332,19 +344,22 @@ def main() -> int:
                        help="static reference construction for the Manydepth2 flow variants")
     claim.add_argument("--flow-weights", default="", help="GMFlow/RAFT checkpoint for manydepth2_flow_net")
     claim.add_argument("--seed", type=int, default=1, help="training seed (same for every method)")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="JSON file to update (parts merged in)")
     args = parser.parse_args()
 
-    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    measured = {}
     if args.part in ("speed", "all"):
-        results["speed"] = bench_speed(args)
+        measured["speed"] = bench_speed(args)
     if args.part in ("claim", "all"):
-        results["claim"] = bench_claim(args)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=RESULTS.parent, suffix=".tmp")
+        measured["claim"] = bench_claim(args)
+    results = json.loads(args.results.read_text()) if args.results.is_file() else {}
+    results.update(measured)
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=args.results.parent, suffix=".tmp")
     with os.fdopen(handle, "w") as stream:
         json.dump(results, stream, indent=2)
-    os.replace(tmp, RESULTS)
-    print(f"\nwrote {RESULTS}")
+    os.replace(tmp, args.results)
+    print(f"\nwrote {args.results}")
     return 0
 
 

@@ -330,6 +330,8 @@ class Trainer:
         if self.context.distributed:
             module: nn.Module = self.step_module
             if config.sync_batchnorm:
+                if self.device.type != "cuda":
+                    raise ConfigError("sync_batchnorm needs GPUs (NCCL); set sync_batchnorm=false on CPUs")
                 module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
             self.trainable = DistributedDataParallel(
                 module, device_ids=[self.device.index] if self.device.type == "cuda" else None,

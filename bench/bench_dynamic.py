@@ -27,7 +27,6 @@ import resource
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -119,18 +118,28 @@ def filter_accuracy(sequences: list[SyntheticSequence], config: DynamicObjectsCo
             "precision_moving": counts["true_positive"] / max(counts["flagged"], 1)}
 
 
-def briefly_trained(config: TrainConfig, steps: int):
-    """Manydepth + Dyna-DM trained for ``steps`` steps on the synthetic training sequences (no checkpoint kept)."""
-    from mgdepth_core.train.trainer import Trainer
+def briefly_trained(config: TrainConfig, steps: int, seed: int = 0):
+    """Manydepth + Dyna-DM trained for ``steps`` Adam steps on the synthetic training sequences (teacher and pose
+    net train throughout; nothing is saved)."""
+    from mgdepth_core.dynamic import build_training_hook
+    from mgdepth_core.train.trainer import TrainingStep
 
-    config.max_steps = steps
-    config.log_frequency = 10 ** 9
-    with tempfile.TemporaryDirectory() as run_dir:
-        trainer = Trainer(config, run_dir)
-        started = time.perf_counter()
-        trainer.train()
-        seconds = time.perf_counter() - started
-    return trainer.model, trainer.step_module.hook, seconds
+    torch.manual_seed(seed)
+    data = build_dataset(config.data, "train", training=True)
+    model = build_model(config.model)
+    hook = build_training_hook(config).bind(model)
+    step = TrainingStep(model, config, hook).train()
+    optimizer = torch.optim.Adam([{"params": list(model.parameters())}, *hook.parameter_groups(1e-4)], lr=1e-4)
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed)).tolist()
+    batch = config.optim.batch_size
+    started = time.perf_counter()
+    for i in range(steps):
+        inputs = default_collate([data[order[(i * batch + j) % len(data)]] for j in range(batch)])
+        _, losses = step(inputs, epoch=0)
+        optimizer.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        optimizer.step()
+    return model, hook, time.perf_counter() - started
 
 
 def step_cost(height: int, width: int, batch: int, object_motion_all: bool, steps: int, seed: int = 0) -> dict:

@@ -12,9 +12,10 @@ Time: the two are called alternately on each frame in this process (so machine l
 wall time per frame after ``--warmup`` frames, plus median process CPU time. Ours includes uint8 → tensor
 conversion and everything ``process`` does; the original starts from ready tensors. The camera-motion
 threshold is 0 so that every frame after the first takes the multi-frame path (random weights barely move).
-Memory: each side runs alone on 6 frames in a fresh subprocess; peak RSS is
-``resource.getrusage(RUSAGE_SELF).ru_maxrss`` at the end, and the table also shows the peak minus the RSS after
-loading (the inference working set).
+Memory: each side runs alone on 6 frames in a fresh subprocess, started before this process loads any model;
+peak RSS is the subprocess's ``VmHWM`` (/proc/self/status) at the end (``ru_maxrss`` would include this
+process's peak, inherited over fork), and the table also shows the peak minus the RSS after loading (the
+inference working set).
 Writes bench/results/inference.json.
 """
 
@@ -23,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -38,16 +38,22 @@ RESULTS = Path(__file__).resolve().parent / "results"
 MIN_BIN, MAX_BIN = 0.1, 10.0  # the trackers' initial values in Manydepth
 
 
-def current_rss_mb() -> float:
+def status_mb(field: str) -> float:
+    """A memory figure of this process from /proc/self/status (VmRSS now, VmHWM peak), MB."""
     with open("/proc/self/status") as handle:
         for line in handle:
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
-    return float("nan")
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def current_rss_mb() -> float:
+    return status_mb("VmRSS")
 
 
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak RSS of this process image. ``ru_maxrss`` is not used: after fork + exec it keeps the parent's peak."""
+    return status_mb("VmHWM")
 
 
 def make_frames(count: int, height: int, width: int) -> tuple[list[np.ndarray], np.ndarray]:
@@ -163,6 +169,7 @@ def main() -> int:
         save_original_networks(folder, args.height, args.width)
         images, K = make_frames(args.warmup + args.frames, args.height, args.width)
         np.savez(folder / "frames.npz", images=np.stack(images[:6]), K=K)  # for the memory subprocesses
+        memory = {side: measure_memory(side, folder, args) for side in ("ours", "original")}
         ours, original = build_ours(folder), OriginalManydepth(folder)
         wall = {"ours": [], "original": []}
         cpu = {"ours": [], "original": []}
@@ -184,8 +191,6 @@ def main() -> int:
                 wall["original"].append(original_wall * 1e3)
                 cpu["ours"].append(ours_cpu * 1e3)
                 cpu["original"].append(original_cpu * 1e3)
-        del ours, original
-        memory = {side: measure_memory(side, folder, args) for side in ("ours", "original")}
 
     median = {side: statistics.median(values) for side, values in wall.items()}
     median_cpu = {side: statistics.median(values) for side, values in cpu.items()}

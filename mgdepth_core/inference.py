@@ -18,6 +18,7 @@ import torch
 
 from mgdepth_core.config import from_dict, option, to_dict
 from mgdepth_core.geometry import disparity_to_depth, scale_intrinsics
+from mgdepth_core.models.resnet import fold_batch_norms
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,8 @@ class EstimatorConfig:
         "teacher", "single-frame depth from the teacher network, or from the multi-frame network with an empty "
                    "cost volume (used automatically when the weights have no teacher)")
     channels_last: bool = option(True, "channels-last memory format for the networks (faster convolutions)")
+    fold_batch_norm: bool = option(True, "fold batch norms into the preceding convolutions (only for a model the "
+                                         "estimator built itself, see from_weights)")
     autocast: bool = option(True, "float16 autocast on CUDA (the cost volume itself stays float32)")
     num_threads: int = option(0, "torch CPU threads; 0 = leave torch's setting")
 
@@ -109,12 +112,16 @@ class DepthEstimator:
     :meth:`reset` or a stamp gap, and frames where the camera has not moved (a cost volume needs a baseline).
     """
 
-    def __init__(self, model: torch.nn.Module, config: EstimatorConfig | None = None):
+    def __init__(self, model: torch.nn.Module, config: EstimatorConfig | None = None, owns_model: bool = False):
+        """``owns_model``: the model is used for nothing else, so it may be rewritten for speed (batch norms
+        folded into convolutions). The model is always moved to the device and put in eval mode."""
         self.config = config = config or EstimatorConfig()
         if config.num_threads > 0:
             torch.set_num_threads(config.num_threads)
         self.device = _resolve_device(config.device)
         self.model = model.to(self.device).eval()
+        if owns_model and config.fold_batch_norm:
+            fold_batch_norms(self.model)
         if config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         model_config = model.config
@@ -159,7 +166,7 @@ class DepthEstimator:
             log.warning("DepthEstimator: NO WEIGHTS GIVEN - %s with RANDOM weights, its depth is meaningless "
                         "(use this for tests and benchmarks only)", fields["method"])
         config.method = model.method
-        return cls(model, config)
+        return cls(model, config, owns_model=True)
 
     def reset(self) -> None:
         """Forget the previous frame: the next frame gets single-frame depth."""

@@ -10,7 +10,7 @@ from mgdepth_core.geometry import intrinsics_at_scale, pixel_grid, reproject, sa
 from mgdepth_core.models import ModelConfig, build_model
 from mgdepth_core.models.cost_volume import build_cost_volume, depth_bin_values
 from mgdepth_core.models.manydepth import ManydepthModel
-from mgdepth_core.models.resnet import IMAGENET_WEIGHTS, build_resnet
+from mgdepth_core.models.resnet import IMAGENET_WEIGHTS, build_resnet, fold_batch_norms
 
 H, W = 64, 192
 
@@ -152,3 +152,24 @@ def test_resnet50_student_and_resolution_check():
     assert out[("disp", 0)].shape == (1, 1, H, W)
     with pytest.raises(ValueError, match="multiple of 32"):
         ManydepthModel(ModelConfig(method="manydepth", height=100, width=W, pretrained=False))
+
+
+def test_folding_batch_norms_keeps_every_output():
+    model = small_model()
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.3, 0.3)
+            module.running_var.uniform_(0.5, 2.0)
+    folded = small_model()
+    folded.load_state_dict(model.state_dict())
+    assert fold_batch_norms(folded) == 60  # 20 per ResNet-18 (conv1, 16 in blocks, 3 downsamples)
+    assert not any(isinstance(module, torch.nn.BatchNorm2d) for module in folded.modules())
+    image, lookup = torch.rand(1, 3, H, W), torch.rand(1, 3, H, W)
+    K = intrinsics(H, W)
+    with torch.no_grad():
+        T = model.relative_pose(image, lookup, True)
+        torch.testing.assert_close(folded.relative_pose(image, lookup, True), T, atol=1e-6, rtol=0)
+        for net in (model, folded):
+            net.outputs = (net.multi_frame_forward(image, lookup, T, K), net.teacher_forward(image))
+    for ours, reference in zip(folded.outputs, model.outputs):
+        torch.testing.assert_close(ours[("disp", 0)], reference[("disp", 0)], atol=1e-5, rtol=0)

@@ -88,3 +88,30 @@ class ResnetEncoder(nn.Module):
             x = layer(net.maxpool(x) if layer is net.layer1 else x)
             features.append(x)
         return features
+
+
+@torch.no_grad()
+def fold_batch_norms(module: nn.Module) -> int:
+    """Fold every eval-mode BatchNorm2d that directly follows a Conv2d into that convolution, in place.
+
+    Pairs are torchvision/timm's ``convN``/``bnN`` attributes and consecutive entries of an ``nn.Sequential``
+    (``layer0``, ``downsample``). The BatchNorm becomes ``nn.Identity``, so the state dict changes: use this on a
+    model kept for inference only. Returns the number of folded pairs.
+    """
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    folded = 0
+    for parent in list(module.modules()):
+        pairs: list[tuple[str, str]] = []
+        if isinstance(parent, nn.Sequential):
+            names = list(parent._modules)
+            pairs = list(zip(names[:-1], names[1:]))
+        else:
+            pairs = [(f"conv{i}", f"bn{i}") for i in range(1, 4)]
+        for conv_name, bn_name in pairs:
+            conv, bn = getattr(parent, conv_name, None), getattr(parent, bn_name, None)
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and not bn.training:
+                setattr(parent, conv_name, fuse_conv_bn_eval(conv, bn))
+                setattr(parent, bn_name, nn.Identity())
+                folded += 1
+    return folded

@@ -10,7 +10,7 @@ parameters)::
 The node declares its parameters (``ros2 param describe``), forwards the trainer's log messages to the ROS logger,
 reports progress there every ``progress_period_s``, and runs the same :class:`~mgdepth_core.train.trainer.Trainer`
 as ``mgdepth train`` (resumable with ``resume:=auto`` or a run folder). Training runs in the main thread; Ctrl-C
-stops it (resume later from the last checkpoint).
+or SIGTERM lets the Trainer finish its step and write a checkpoint before the node exits.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from rclpy.signals import SignalHandlerOptions
 from rclpy.utilities import remove_ros_args
 
 from mgdepth_core.commands import train as train_command
@@ -128,6 +129,7 @@ def train(node: BagTrainer, args: argparse.Namespace) -> int:
         return 1
     finally:
         stop.set()
+        reporter.join()
         shutdown(context)
     node.get_logger().info(f"done at epoch {trainer.epoch}, step {trainer.step}; last checkpoint {last}")
     return 0
@@ -136,7 +138,8 @@ def train(node: BagTrainer, args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Console script ``bag_trainer``."""
     argv = list(sys.argv if argv is None else ["bag_trainer", *argv])
-    rclpy.init(args=argv)
+    # The node never spins: Ctrl-C / SIGTERM go to the Trainer, which finishes the step and writes a checkpoint.
+    rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
     node = BagTrainer()
     handler = RosLogHandler(node.get_logger())
     root = logging.getLogger()
@@ -148,8 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, FileNotFoundError, ValueError) as exc:
         node.get_logger().error(str(exc))
         return 1
-    except KeyboardInterrupt:
-        node.get_logger().warning("interrupted; continue with resume:=auto (or --resume RUN_DIR)")
+    except KeyboardInterrupt as exc:
+        node.get_logger().warning(f"interrupted{': ' + str(exc) if str(exc) else ''}; continue with resume:=auto "
+                                  "(or --resume RUN_DIR)")
         return 130
     finally:
         root.removeHandler(handler)

@@ -3,6 +3,11 @@ short run trains with the shared Trainer, logging through the ROS logger."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -51,3 +56,27 @@ def test_bag_trainer_trains_from_ros_parameters(shared_data, tmp_path, capfd):
     logged = capfd.readouterr().err
     assert "mgdepth_bag_trainer" in logged and "done at epoch 0, step 1" in logged
     assert "using camera_info topic /cam/camera_info" in logged  # a data-loader log line, via the ROS logger
+
+
+@pytest.mark.slow
+def test_sigint_stops_with_a_checkpoint_and_exit_status_130(shared_data, tmp_path):
+    frames = small_frames(shared_data, 8)
+    topic, _ = write_bag(tmp_path / "bag", "sqlite3", frames, [0.1 * i for i in range(8)], compressed=True)
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "mgdepth_ros.bag_trainer", "--bag", str(tmp_path / "bag"), "--image-topic", topic,
+               "--config", str(REPO_CONFIG / "train_bag.yaml"), "--method", "manydepth", "--run-dir", str(run_dir),
+               *[item for override in TINY for item in ("--set", override)],
+               "--ros-args", "-p", "progress_period_s:=0.5"]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=REPO_CONFIG.parent,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 240
+    # TensorBoard's event file appears just before the Trainer takes over SIGINT; give it a moment more.
+    while not list(run_dir.glob("events.out.tfevents*")) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.5)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=240)
+    assert process.returncode == 130, stderr[-2000:]
+    state = torch.load(run_dir / "state.pt", weights_only=False)
+    assert state["step"] >= 1
+    assert "interrupted: stopped at epoch" in stderr and "resume:=auto" in stderr

@@ -65,7 +65,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", default="", metavar="DIR",
                         help="weights folder (ours or the official release layout); empty = random init, for "
                              "plumbing tests only")
-    parser.add_argument("--method", choices=["manydepth2", "manydepth"], default="manydepth2", help="model")
+    parser.add_argument("--method", choices=["manydepth2", "manydepth"], default=None,
+                        help="model; default: what the weights folder holds (manydepth2 for random init)")
     parser.add_argument("--device", default="auto", help="torch device: auto (cuda when available), cpu, cuda:1, ...")
     parser.add_argument("--height", type=int, default=0,
                         help="network input height (multiple of 32); 0 = the resolution of the weights")
@@ -94,9 +95,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mgdepth_core.bagio import index_bag
+    from mgdepth_core.bagio import BagError, index_bag
     from mgdepth_core.inference import DepthEstimator
 
+    if args.output.exists() and not args.overwrite:
+        raise BagError(f"output {args.output} exists; pass --overwrite to replace it")
     max_gap = args.max_gap if args.max_gap is not None else 0.25
     index = index_bag(args.input, args.image_topic or "", args.camera_info_topic or "", args.intrinsics or "",
                       args.camera_info_tolerance if args.camera_info_tolerance is not None else 0.05, max_gap)

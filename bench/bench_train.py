@@ -187,7 +187,7 @@ def memory_child(args) -> None:
     before = current_rss_mb()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    for _ in range(2):
+    for _ in range(args.memory_steps):
         step(inputs)
     peak = peak_memory_mb(device)
     print(json.dumps({"peak_mb": peak, "working_set_mb": peak - before if device.type == "cpu" else peak}))
@@ -202,6 +202,7 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=640)
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--memory-steps", type=int, default=2, help="steps per memory subprocess")
     parser.add_argument("--memory-of", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -241,9 +242,10 @@ def main() -> None:
     rows = {}
     baseline = statistics.median(times["original manydepth"])
     for name in names:
-        child = subprocess.run([sys.executable, __file__, "--memory-of", name, "--threads", str(args.threads),
-                                "--height", str(args.height), "--width", str(args.width), "--batch",
-                                str(args.batch), "--device", args.device], capture_output=True, text=True)
+        command = [sys.executable, __file__, "--memory-of", name, "--threads", str(args.threads), "--height",
+                   str(args.height), "--width", str(args.width), "--batch", str(args.batch), "--device", args.device,
+                   "--memory-steps", str(args.memory_steps)]
+        child = subprocess.run(command, capture_output=True, text=True)
         memory = json.loads(child.stdout.strip().splitlines()[-1]) if child.returncode == 0 else {
             "error": child.stderr.strip().splitlines()[-1] if child.stderr else f"exit {child.returncode}"}
         median = statistics.median(times[name])

@@ -158,3 +158,16 @@ def test_bad_messages_warn_and_the_node_keeps_publishing(ros, sequence):
     assert (odometry.x, odometry.y, odometry.z) == (0.0, 0.0, 0.0)  # odometry restarted at the loop
     assert send(ros, sequence, 10, backwards + PERIOD_NS)["points"] is not None
     assert node.warning_counts["processing_failed"] == 0
+
+
+def test_node_builds_its_estimator_from_parameters():
+    """What `ros2 run mgdepth_ros depth_node` does: method, depth_scale and max_gap_s reach the DepthEstimator."""
+    with RosSession() as session:
+        node = DepthNode(context=session.context, parameter_overrides=[
+            rclpy.parameter.Parameter("method", value="manydepth"),
+            rclpy.parameter.Parameter("depth_scale", value=5.4),
+            rclpy.parameter.Parameter("max_gap_s", value=0.25)])
+        session.add(node)
+        config = node.estimator.config
+        assert (config.method, config.depth_scale, config.max_gap_s, config.weights) == ("manydepth", 5.4, 0.25, "")
+        assert node.get_parameter("depth_scale").value == 5.4

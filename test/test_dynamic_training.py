@@ -140,3 +140,20 @@ def test_missing_instances_is_a_clear_error():
     with pytest.raises(ValueError, match="masks_path"):
         hook.pose_inputs(batch, -1, batch["color_aug"][0], batch["color_aug"][-1])
     assert np.isclose(hook.object_height.item(), 0.02)
+
+
+@pytest.mark.slow
+def test_trainer_runs_dyna_dm_and_checkpoints_its_networks(tmp_path):
+    from mgdepth_core.train.trainer import Trainer
+
+    config = tiny_config(height=64, width=128, theta=1.01, min_area_fraction=0.002)
+    config.optim.batch_size, config.max_steps, config.log_dir = 1, 2, str(tmp_path)
+    trainer = Trainer(config, tmp_path / "run")
+    hook = trainer.step_module.hook
+    before = {n: p.detach().clone() for n, p in hook.named_parameters()}
+    assert any(p is hook.object_height for g in trainer.optimizer.param_groups for p in g["params"])
+    trainer.train()
+    changed = [n for n, p in hook.named_parameters() if not torch.equal(before[n], p.detach())]
+    assert "object_height" in changed and any(n.startswith("object_motion.") for n in changed)
+    resumed = Trainer(config, tmp_path / "run", resume=True)
+    assert torch.equal(resumed.step_module.hook.object_height, hook.object_height)

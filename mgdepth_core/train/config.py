@@ -7,6 +7,7 @@ from typing import Literal
 
 from mgdepth_core.config import option
 from mgdepth_core.data import DataConfig
+from mgdepth_core.dynamic import DynamicObjectsConfig
 from mgdepth_core.models import ModelConfig
 
 
@@ -66,3 +67,5 @@ class TrainConfig:
     sync_batchnorm: bool = option(False, "DDP: convert BatchNorm layers to SyncBatchNorm (GPU only)")
     dynamic_objects: Literal["none", "dyna-dm"] = option(
         "none", "dynamic-object handling in the loss: none, or dyna-dm (object motion for truly dynamic objects)")
+    dyna_dm: DynamicObjectsConfig = option(DynamicObjectsConfig(), "Dyna-DM options, used when dynamic_objects = "
+                                                                   "dyna-dm (its mode field is ignored here)")

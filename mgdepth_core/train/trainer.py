@@ -129,6 +129,8 @@ class TrainingStep(nn.Module):
         self.model = model
         self.config = config
         self.hook = hook or DynamicObjectsHook()
+        if hasattr(self.hook, "bind"):  # Dyna-DM: the hook runs the teacher and pose net of this model
+            self.hook.bind(model)
         self.teacher_frozen = False
         self.source_ids = [f for f in config.data.frame_ids if f != 0]
         if -1 not in self.source_ids:
@@ -137,7 +139,7 @@ class TrainingStep(nn.Module):
     # ----------------------------------------------------------------------------------------------------------
     def forward(self, inputs: dict, epoch: int = 0) -> tuple[dict, dict]:
         train_teacher = not self.teacher_frozen
-        outputs: dict[str, Any] = {}
+        outputs: dict[str, Any] = {"epoch": epoch}
         with torch.set_grad_enabled(train_teacher and torch.is_grad_enabled()):
             outputs["poses"] = self.loss_poses(inputs)
             outputs["teacher"] = self.model.teacher_forward(inputs["color_aug"][0])
@@ -371,6 +373,8 @@ class Trainer:
         if optim.schedule_after_freeze == "continue":
             learning_rate *= optim.scheduler_gamma ** (epoch // optim.scheduler_step)
         optimizer = torch.optim.Adam(parameters, lr=learning_rate)
+        for group in getattr(self.step_module.hook, "parameter_groups", lambda lr: [])(learning_rate):
+            optimizer.add_param_group(group)  # Dyna-DM: object motion net and learnable object height
         scheduler = torch.optim.lr_scheduler.StepLR(optimizer, optim.scheduler_step, optim.scheduler_gamma)
         return optimizer, scheduler
 
@@ -398,6 +402,8 @@ class Trainer:
             "frozen": self.step_module.teacher_frozen,
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "world_size": self.context.world_size, "method": self.config.model.method,
+            "dynamic_objects": self.step_module.hook.state_dict() if isinstance(self.step_module.hook, nn.Module)
+            else {},
         }
 
     def save_checkpoint(self, weights_name: str) -> Path | None:
@@ -429,6 +435,8 @@ class Trainer:
         if state["frozen"]:
             self.step_module.teacher_frozen = True
             self.optimizer, self.scheduler = self._build_optimizer(list(self._trainable_parameters()), self.epoch)
+        if state.get("dynamic_objects") and isinstance(self.step_module.hook, nn.Module):
+            self.step_module.hook.load_state_dict(state["dynamic_objects"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         rng = state["rng"]

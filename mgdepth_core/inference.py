@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from mgdepth_core.config import from_dict, option, to_dict
+from mgdepth_core.dynamic import DynamicObjectsConfig, DynamicObjectTracker, FrameInstances
 from mgdepth_core.geometry import disparity_to_depth, scale_intrinsics
 from mgdepth_core.models.resnet import fold_batch_norms
 
@@ -77,6 +78,9 @@ class EstimatorConfig:
                                          "estimator built itself, see from_weights)")
     autocast: bool = option(True, "float16 autocast on CUDA (the cost volume itself stays float32)")
     num_threads: int = option(0, "torch CPU threads; 0 = leave torch's setting")
+    dynamic_objects: DynamicObjectsConfig = option(
+        DynamicObjectsConfig(), "Dyna-DM at inference: mode dyna-dm fills DepthResult.dynamic_mask and objects "
+                                "(Mask R-CNN weights from the torch hub cache or segmenter_weights)")
 
 
 @dataclass
@@ -138,6 +142,8 @@ class DepthEstimator:
             self.fallback = "empty_cost_volume"
         self.buffer: FrameBuffer | None = None
         self._warned_sizes: set[tuple[int, int]] = set()
+        self.dynamic_objects = (DynamicObjectTracker(config.dynamic_objects)
+                                if config.dynamic_objects.mode == "dyna-dm" else None)
 
     @classmethod
     def from_weights(cls, weights: str | Path | None = None, method: str | None = None, device: str = "auto",
@@ -171,6 +177,8 @@ class DepthEstimator:
     def reset(self) -> None:
         """Forget the previous frame: the next frame gets single-frame depth."""
         self.buffer = None
+        if self.dynamic_objects is not None:
+            self.dynamic_objects.reset()
 
     def _check_inputs(self, image: np.ndarray, K: np.ndarray) -> np.ndarray:
         if not isinstance(image, np.ndarray):
@@ -223,11 +231,14 @@ class DepthEstimator:
             torch.cuda.synchronize(self.device)
         return time.perf_counter()
 
-    def process(self, image: np.ndarray, K: np.ndarray, stamp: float | None = None) -> DepthResult:
+    def process(self, image: np.ndarray, K: np.ndarray, stamp: float | None = None,
+                instances: FrameInstances | None = None) -> DepthResult:
         """Depth for the next frame of the stream.
 
         ``image``: H×W×3 uint8 RGB (any size; resized to the network's); ``K``: 3×3 intrinsics in pixels of
-        ``image``; ``stamp``: seconds (None = no gap checks). Raises ValueError for a wrong dtype, shape or K.
+        ``image``; ``stamp``: seconds (None = no gap checks); ``instances``: this frame's instance map (any size)
+        for the dynamic-object filter instead of running the segmenter. Raises ValueError for a wrong dtype,
+        shape or K.
         """
         started = time.perf_counter()
         K = self._check_inputs(image, K)
@@ -272,6 +283,12 @@ class DepthEstimator:
             depth_np = depth[0, 0].cpu().numpy().astype(np.float32)
             now = self._sync()
             timings["depth"] = (now - mark) * 1000
+            dynamic_mask, objects = None, []
+            if self.dynamic_objects is not None:  # Dyna-DM theta filter against the previous frame
+                dynamic_mask, objects = self.dynamic_objects.update(
+                    current, depth / self.config.depth_scale, K_tensor, T_prev_current, instances)
+                mark, now = now, self._sync()
+                timings["dynamic_objects"] = (now - mark) * 1000
         depth_np[~np.isfinite(depth_np) | (depth_np <= 0)] = np.nan
         self.buffer = FrameBuffer(image=current, K=K_tensor, stamp=stamp,
                                   features=features if self.reuses_features else None)
@@ -281,7 +298,8 @@ class DepthEstimator:
             T_np[:3, 3] *= self.config.depth_scale
         timings["total"] = (time.perf_counter() - started) * 1000
         return DepthResult(depth=depth_np, K=K_net, image=np.ascontiguousarray(resized), T_prev_current=T_np,
-                           multi_frame=multi_frame, timings_ms=timings)
+                           multi_frame=multi_frame, dynamic_mask=dynamic_mask, objects=objects,
+                           timings_ms=timings)
 
     def describe(self) -> dict:
         """The estimator's settings, for logs and benchmark records."""

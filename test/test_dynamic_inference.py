@@ -69,3 +69,31 @@ def test_tracker_handles_empty_frames_and_other_mask_sizes():
     tracker.update(image, depth_a, K, None, instances=det_a)
     mask, objects = tracker.update(image, depth_b, K, T, instances=big)  # masks at twice the depth's size
     assert mask.shape == (HEIGHT, WIDTH) and [o.class_name for o in objects] == ["person"]
+
+
+def test_depth_estimator_fills_dynamic_mask_and_objects():
+    from mgdepth_core.data.synthetic import SyntheticSequence
+    from mgdepth_core.inference import DepthEstimator, EstimatorConfig
+    from mgdepth_core.models import ModelConfig, build_model
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(method="manydepth", height=64, width=192, pretrained=False, num_depth_bins=8))
+    sequence = SyntheticSequence(seed=4, num_frames=3, height=128, width=384)  # masks at twice the depth size
+    config = EstimatorConfig(device="cpu", min_translation=0.0, dynamic_objects=DynamicObjectsConfig(
+        mode="dyna-dm", theta=1.01, min_area_fraction=0.001))  # θ > 1: every matched object counts as dynamic
+    estimator = DepthEstimator(model.eval(), config)
+    results = []
+    for index in range(3):
+        frame = sequence.frame(index)
+        ids = frame["instances"]
+        detections = FrameInstances(ids, frame["classes"], (frame["classes"] > 0).astype(np.float32))
+        results.append(estimator.process(frame["image"], sequence.K, stamp=0.1 * index, instances=detections))
+    assert results[0].objects == [] and not results[0].dynamic_mask.any()
+    last = results[-1]
+    assert last.dynamic_mask.shape == last.depth.shape and last.dynamic_mask.dtype == np.uint16
+    assert last.objects and "dynamic_objects" in last.timings_ms
+    for obj in last.objects:
+        assert (last.dynamic_mask == obj.instance_id).sum() == obj.pixel_count
+        assert obj.class_name in ("car", "person") and 0 <= obj.dice < 1.01
+    estimator.reset()
+    assert estimator.process(sequence.frame(2)["image"], sequence.K, instances=detections).objects == []

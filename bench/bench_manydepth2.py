@@ -51,6 +51,7 @@ SKY_DEPTH = 1000.0  # metres given to sky pixels when computing the exact flow
 SPEED_CONFIGS = {
     "manydepth": dict(method="manydepth"),
     "manydepth2_gmflow": dict(method="manydepth2", flow="gmflow"),
+    "manydepth2_gmflow_half_res_flow": dict(method="manydepth2", flow="gmflow", flow_input_scale=0.5),
     "manydepth2_raft_small": dict(method="manydepth2", flow="raft_small"),
     "manydepth2_nf": dict(method="manydepth2", flow="none"),
 }

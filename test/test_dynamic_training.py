@@ -157,3 +157,16 @@ def test_trainer_runs_dyna_dm_and_checkpoints_its_networks(tmp_path):
     assert "object_height" in changed and any(n.startswith("object_motion.") for n in changed)
     resumed = Trainer(config, tmp_path / "run", resume=True)
     assert torch.equal(resumed.step_module.hook.object_height, hook.object_height)
+
+
+@pytest.mark.slow
+def test_manydepth2_training_step_with_dyna_dm():
+    config = tiny_config(height=64, width=128, theta=1.01, min_area_fraction=0.002)
+    config.model.method, config.model.flow = "manydepth2", "none"
+    batch = batch_of(config, [2])
+    model = build_model(config.model)
+    hook = build_training_hook(config).bind(model)
+    outputs, losses = TrainingStep(model, config, hook)(batch, epoch=0)
+    losses["loss"].backward()
+    assert outputs["dyna_dm"].motion_ids.any() and torch.isfinite(losses["loss"])
+    assert hook.object_motion.head.net[3].weight.grad.abs().sum() > 0

@@ -108,11 +108,15 @@ def test_ctrl_c_finishes_the_step_and_writes_a_checkpoint(tmp_path):
     run = tmp_path / "run"
     trainer = Trainer(tiny_config(tmp_path), run)
     trainer.step_module.hook = _InterruptAt(call=2)
-    with pytest.raises(KeyboardInterrupt, match="step 2.*--resume"):
-        trainer.train()
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (nohup ignores it)
+    try:
+        with pytest.raises(KeyboardInterrupt, match="step 2.*--resume"):
+            trainer.train()
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    finally:
+        signal.signal(signal.SIGINT, previous)
     state, weights = checkpoints.load_checkpoint(run)
     assert state["step"] == 2 and weights.name == "weights_0_2"
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
 
 
 def test_bad_inputs_are_named(tmp_path, capsys):

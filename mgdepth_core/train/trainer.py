@@ -514,6 +514,7 @@ class Trainer:
                             signal.Signals(signum).name)
 
         previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+        previous = {signum: handler for signum, handler in previous.items() if handler is not signal.SIG_IGN}
         for signum in previous:
             signal.signal(signum, request_stop)
         return previous

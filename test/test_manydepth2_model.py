@@ -85,6 +85,9 @@ def test_flow_variant_uses_the_static_reference_from_flow_start_epoch_and_raw_fr
                              raw_lookup=raw_lookup, flow=cached)
         assert len(model.flow.calls) == 1
         assert same_outputs(from_cache, late)
+        # a zero pose (missing lookup, single-frame fallback) means an empty volume: no flow, no static reference
+        empty = forward(model, {**inputs, "T": torch.zeros(2, 4, 4)}, teacher_depth=inputs["teacher_depth"])
+        assert "lookup_image" not in empty and len(model.flow.calls) == 1
     finally:
         model.flow = None
 

@@ -99,7 +99,8 @@ class Manydepth2Model(MultiFrameDepthModel):
         """
         K_quarter = intrinsics_at_scale(K, FLOW_SCALE)
         extra = {}
-        if self.uses_static_reference(context.get("epoch")):
+        has_pose = bool((T_lookup_current.flatten(1) != 0).any())  # all-zero poses: empty volume, lookup unused
+        if has_pose and self.uses_static_reference(context.get("epoch")):
             quarter = (image.shape[-2] // 4, image.shape[-1] // 4)
             teacher_depth = context.get("teacher_depth")
             if teacher_depth is None:

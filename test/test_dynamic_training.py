@@ -19,7 +19,7 @@ from mgdepth_core.train.dyna_dm import DynaDM
 from mgdepth_core.train.trainer import TrainingStep
 
 
-def tiny_config(height=64, width=192, **dyna) -> TrainConfig:
+def tiny_config(height=64, width=128, **dyna) -> TrainConfig:
     config = from_dict(TrainConfig, {
         "model": {"method": "manydepth", "height": height, "width": width, "pretrained": False, "num_depth_bins": 8},
         "data": {"dataset": "synthetic", "height": height, "width": width, "num_workers": 0,

@@ -75,7 +75,7 @@ setup(
         "dev": [
             "pytest>=8",
             "pytest-timeout",
-            "mcap",  # tests read MCAP files directly (schemas embedded)
+            "mcap", "zstandard",  # tests read MCAP files directly (schemas embedded, zstd chunks)
             "manydepth==1.0.0", "matplotlib", "six",  # the original Manydepth: test/benchmark oracle only
             "ruff>=0.5",
             "colcon-core",

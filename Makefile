@@ -30,7 +30,7 @@ $(STAMP): setup.py package.xml
 	@if [ -d $(VENV) ] && ! $(PY) -c "import sys; assert sys.version_info[:2] == (3, 11)" 2>/dev/null; then \
 	  echo "$(VENV) is broken or not Python $(PYTHON_VERSION): rebuilding it"; rm -rf $(VENV); fi
 	@[ -x $(PY) ] || $(PYTHON311) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip setuptools wheel
+	$(PY) -m pip install -q --upgrade pip wheel
 	$(PY) -m pip install -q -e '.[ros,dev]'
 	$(PY) -m pip check >/dev/null || $(PY) -m pip check
 	@touch $(STAMP)

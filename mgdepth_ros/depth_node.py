@@ -16,10 +16,12 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import rclpy
+import torch
 from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -29,6 +31,8 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
+from mgdepth_core.dynamic import DynamicObjectsConfig, DynamicObjectTracker, FrameInstances, resize_instances
+from mgdepth_core.inference import DynamicObject
 from mgdepth_core.outputs import (
     OdometryAccumulator,
     UnsupportedEncodingError,
@@ -86,7 +90,19 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     "marker_lifetime_s": (0.5, "lifetime of the dynamic-object markers, seconds"),
     "stats_period_s": (1.0, "period of the rate / drop / latency report (log and /diagnostics), seconds"),
     "warning_period_s": (5.0, "a repeated warning of one kind is logged at most once per this period, seconds"),
+    "dynamic_objects": ("none", "Dyna-DM dynamic objects: none (off) or dyna-dm; true/false also accepted. Fills "
+                                "dynamic_mask and dynamic_objects"),
+    "instances_source": ("segmenter", "where instances come from: segmenter (Mask R-CNN in the node) or topic "
+                                      "(16UC1/mono8 instance ids on 'instances', paired with the image by exact "
+                                      "stamp)"),
+    "segmenter_weights": ("", "Mask R-CNN COCO state dict; empty = the official file in the torch hub cache "
+                              "(torch.hub.get_dir()/checkpoints); never downloaded"),
+    "dynamic_theta": (0.9, "Dyna-DM theta: Sørensen–Dice of the ego-motion-warped mask below this = truly dynamic"),
+    "dynamic_min_area_fraction": (0.0075, "objects covering less of the frame are ignored (0.75 %)"),
 }
+DYNAMIC_TYPED = {"dynamic_objects"}  # accepts a bool or a string
+INSTANCES_WAIT_S = 0.2  # how long a frame waits for its instance map (instances_source topic) before going without
+INSTANCES_KEPT = 30  # instance maps kept by stamp for frames still to come
 
 
 @dataclass
@@ -102,11 +118,16 @@ class DepthNode(Node):
     def __init__(self, estimator=None, node_name: str = "mgdepth_depth", **node_kwargs) -> None:
         super().__init__(node_name, **node_kwargs)
         for name, (default, description) in PARAMETERS.items():
-            self.declare_parameter(name, default, ParameterDescriptor(description=description))
+            self.declare_parameter(name, default, ParameterDescriptor(description=description,
+                                                                      dynamic_typing=name in DYNAMIC_TYPED))
         self.p = {name: self.get_parameter(name).value for name in PARAMETERS}
         self.warning_counts: Counter[str] = Counter()
         self._warned_at: dict[str, float] = {}
+        self.dynamic_config = self._dynamic_objects_config()
         self.estimator = estimator if estimator is not None else self._build_estimator()
+        self._instances: dict[int, Image] = {}  # instance maps by stamp (ns), instances_source topic
+        self._instances_lock = threading.Lock()
+        self.instances_from_topic = self._set_up_dynamic_objects()
 
         self._camera_infos: dict[str, CameraInfo] = {}
         self._last_stamp_ns: int | None = None
@@ -147,6 +168,8 @@ class DepthNode(Node):
         self.image_subscription = AdaptiveSubscription(self, image_type, image_topic, self._on_image, mode, depth)
         self.info_subscription = AdaptiveSubscription(self, CameraInfo, "camera_info", self._on_camera_info,
                                                       mode, 5)
+        self.instances_subscription = (AdaptiveSubscription(self, Image, "instances", self._on_instances, mode, 5)
+                                       if self.instances_from_topic else None)
         self.create_timer(0.5, self._refresh_subscriptions)
         self.create_timer(float(self.p["stats_period_s"]), self._report_stats)
         self._running = True
@@ -154,6 +177,49 @@ class DepthNode(Node):
         self._worker.start()
 
     # ---------------------------------------------------------------- set-up
+    def _dynamic_objects_config(self) -> DynamicObjectsConfig | None:
+        """The Dyna-DM settings from the parameters, or None when dynamic objects are off."""
+        value = self.p["dynamic_objects"]
+        mode = {True: "dyna-dm", False: "none"}.get(value, value) if isinstance(value, bool) else str(value).lower()
+        if mode not in ("none", "dyna-dm"):
+            raise ValueError(f"parameter dynamic_objects must be none, dyna-dm, true or false, got {value!r}")
+        if self.p["instances_source"] not in ("segmenter", "topic"):
+            raise ValueError(f"parameter instances_source must be segmenter or topic, got "
+                             f"{self.p['instances_source']!r}")
+        if mode == "none":
+            return None
+        return DynamicObjectsConfig(mode="dyna-dm", theta=float(self.p["dynamic_theta"]),
+                                    min_area_fraction=float(self.p["dynamic_min_area_fraction"]),
+                                    segmenter_weights=str(self.p["segmenter_weights"]))
+
+    def _set_up_dynamic_objects(self) -> bool:
+        """Give the estimator a Dyna-DM tracker where the parameters ask for one and it has none (an estimator
+        handed in with its own tracker keeps it). Returns whether instance maps come from the ``instances`` topic.
+        Missing Mask R-CNN weights are one clear error, and depth goes on without masks."""
+        from mgdepth_core.models.instance_segmentation import default_weights_path
+
+        if self.dynamic_config is None:
+            return False
+        config = self.dynamic_config
+        from_topic = self.p["instances_source"] == "topic"
+        if not from_topic:
+            path = (Path(config.segmenter_weights) if config.segmenter_weights
+                    else default_weights_path(config.segmenter))
+            if not path.is_file():
+                self.get_logger().error(
+                    f"dynamic_objects is on but the Mask R-CNN weights are not at {path}: nothing is downloaded at "
+                    f"run time. Put the official COCO file at {default_weights_path(config.segmenter)} (or pass its "
+                    "path as segmenter_weights), or publish instance maps with instances_source:=topic. Publishing "
+                    "depth WITHOUT dynamic masks")
+                self.estimator.dynamic_objects = None
+                return False
+        if self.estimator.dynamic_objects is None:
+            self.estimator.dynamic_objects = DynamicObjectTracker(config)
+        self.get_logger().info(f"dynamic objects: Dyna-DM (theta {config.theta}, min area "
+                               f"{config.min_area_fraction}), instances from "
+                               f"{'the instances topic' if from_topic else 'Mask R-CNN'}")
+        return from_topic
+
     def _build_estimator(self):
         from mgdepth_core.inference import DepthEstimator
 
@@ -171,6 +237,8 @@ class DepthNode(Node):
     def _refresh_subscriptions(self) -> None:
         self.image_subscription.refresh()
         self.info_subscription.refresh()
+        if self.instances_subscription is not None:
+            self.instances_subscription.refresh()
 
     def destroy_node(self) -> None:
         with self._lock:
@@ -182,6 +250,42 @@ class DepthNode(Node):
     # ---------------------------------------------------------------- input
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self._camera_infos[msg.header.frame_id] = msg
+
+    def _on_instances(self, msg: Image) -> None:
+        with self._instances_lock:
+            self._instances[header_stamp_ns(msg.header)] = msg
+            while len(self._instances) > INSTANCES_KEPT:
+                del self._instances[min(self._instances)]
+
+    def _frame_instances(self, stamp: int, height: int, width: int) -> tuple[FrameInstances, np.ndarray] | None:
+        """This frame's instance map from the ``instances`` topic (exact stamp) as :func:`instances_from_ids`
+        gives it, or None (warned) when it has not arrived within INSTANCES_WAIT_S or cannot be read."""
+        deadline = time.monotonic() + INSTANCES_WAIT_S
+        while True:
+            with self._instances_lock:
+                msg = self._instances.pop(stamp, None)
+                for old in [s for s in self._instances if s < stamp]:  # maps of frames that were dropped
+                    del self._instances[old]
+            if msg is not None or time.monotonic() >= deadline:
+                break
+            time.sleep(0.01)
+        if msg is None:
+            self.warn("missing_instances", f"no instance map with stamp {stamp * 1e-9:.3f} s on "
+                      f"{self.resolve_topic_name('instances')}: this frame goes without dynamic mask")
+            return None
+        if msg.encoding not in ("16UC1", "mono8"):
+            self.warn("bad_instances", f"instance map encoding {msg.encoding!r} is not 16UC1 or mono8: this frame "
+                      "goes without dynamic mask")
+            return None
+        if msg.height == 0 or msg.width == 0 or len(msg.data) < msg.step * msg.height:
+            self.warn("bad_instances", f"instance map {msg.width}×{msg.height} with step {msg.step} holds only "
+                      f"{len(msg.data)} bytes: this frame goes without dynamic mask")
+            return None
+        external = conversions.image_msg_to_array(msg).astype(np.int64)
+        if external.shape != (height, width):
+            self.warn("instances_size", f"instance map is {msg.width}×{msg.height} but the image is "
+                      f"{width}×{height}: resizing it (nearest)")
+        return instances_from_ids(external)
 
     def _on_image(self, msg: Image | CompressedImage) -> None:
         key = (msg.header.frame_id, msg.header.stamp.sec, msg.header.stamp.nanosec)
@@ -283,9 +387,18 @@ class DepthNode(Node):
                 self.estimator.reset()
         self._last_size, self._last_stamp_ns = (height, width), stamp_ns
 
+        given, masks_known = None, True
+        if self.instances_from_topic:
+            given = self._frame_instances(stamp_ns, height, width)
+            if given is None:  # no masks for this frame; the tracker sees an empty frame instead of the segmenter
+                given, masks_known = instances_from_ids(np.zeros((height, width), np.int64)), False
         started = time.monotonic()
-        result = self.estimator.process(rgb, K, stamp_ns * 1e-9)
+        result = self.estimator.process(rgb, K, stamp_ns * 1e-9, instances=given[0] if given else None)
         self._inference_ms.append((time.monotonic() - started) * 1e3)
+        if not masks_known:
+            result.dynamic_mask, result.objects = None, []
+        elif given is not None and result.dynamic_mask is not None:
+            result.dynamic_mask, result.objects = external_ids(result.dynamic_mask, result.objects, *given)
         self._publish(result, header, dt)
         with self._lock:
             self._count("processed")
@@ -350,6 +463,40 @@ class DepthNode(Node):
             array = DiagnosticArray(status=[status])
             array.header.stamp = self.get_clock().now().to_msg()
             self.pub_diagnostics.publish(array)
+
+
+def header_stamp_ns(header: Header) -> int:
+    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+
+
+def instances_from_ids(external: np.ndarray) -> tuple[FrameInstances, np.ndarray]:
+    """An external H×W instance id map (0 = background) → (FrameInstances with compact ids 1..n, class 0 =
+    unknown, score 1; (n+1,) original id of each compact id). Compact ids keep the filter's one-hot masks small
+    whatever the external ids are."""
+    values, compact = np.unique(external, return_inverse=True)
+    if values[0] != 0:  # no background pixel: compact ids still start at 1
+        values, compact = np.concatenate([[0], values]), compact + 1
+    count = len(values) - 1
+    instances = FrameInstances(ids=compact.reshape(external.shape), classes=np.zeros(count + 1, np.int64),
+                               scores=np.ones(count + 1, np.float32))
+    return instances, values
+
+
+def external_ids(mask: np.ndarray, objects: list[DynamicObject], instances: FrameInstances,
+                 original_ids: np.ndarray) -> tuple[np.ndarray, list[DynamicObject]]:
+    """Replace the tracker's ids in ``mask`` (H×W uint16) and ``objects`` by the ids of the external instance map
+    (``original_ids`` from :func:`instances_from_ids`), so that dynamic_mask carries the ids the instances topic
+    published."""
+    compact = resize_instances(torch.from_numpy(instances.ids)[None, None], mask.shape)[0, 0].numpy()
+    original = original_ids[compact].astype(np.uint16)
+    out = np.where(mask > 0, original, 0).astype(np.uint16)
+    renamed = []
+    for obj in objects:
+        pixels = original[mask == obj.instance_id]
+        instance_id = int(np.bincount(pixels).argmax()) if pixels.size else obj.instance_id
+        renamed.append(replace(obj, instance_id=instance_id, class_name="object" if obj.class_id == 0
+                               else obj.class_name))
+    return out, renamed
 
 
 def main(args: list[str] | None = None) -> None:

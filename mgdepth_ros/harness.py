@@ -52,6 +52,7 @@ class FramePlayer(Node):
         self.pub_image = self.create_publisher(Image, "image", qos)
         self.pub_compressed = self.create_publisher(CompressedImage, "image/compressed", qos)
         self.pub_info = self.create_publisher(CameraInfo, "camera_info", qos)
+        self.pub_instances = self.create_publisher(Image, "instances", qos)
 
     def publish_frame(self, rgb: np.ndarray | None, K: np.ndarray | None, stamp: int, frame_id: str = "camera_optical",
                       image: Image | None = None, compressed: bytes | None = None) -> None:
@@ -71,6 +72,14 @@ class FramePlayer(Node):
         else:
             self.pub_image.publish(conversions.image_msg(rgb_image(rgb), header))
 
+
+    def publish_instances(self, ids: np.ndarray, stamp: int, frame_id: str = "camera_optical") -> None:
+        """An H×W instance id map (0 = background, ids < 65536) as 16UC1 on ``instances``. ``stamp``: ns."""
+        ids = np.ascontiguousarray(ids, dtype="<u2")
+        msg = Image(header=_header(stamp, frame_id), height=ids.shape[0], width=ids.shape[1], encoding="16UC1",
+                    is_bigendian=False, step=2 * ids.shape[1])
+        msg.data = ids.tobytes()
+        self.pub_instances.publish(msg)
 
     def publish_camera_info(self, K: np.ndarray, width: int, height: int, stamp: int, frame_id: str) -> None:
         """CameraInfo with intrinsics ``K`` (pixels of a width×height image), no distortion."""

@@ -75,11 +75,16 @@ class FramePlayer(Node):
 
     def publish_instances(self, ids: np.ndarray, stamp: int, frame_id: str = "camera_optical") -> None:
         """An H×W instance id map (0 = background, ids < 65536) as 16UC1 on ``instances``. ``stamp``: ns."""
+        self.pub_instances.publish(self.instances_msg(ids, stamp, frame_id))
+
+    @staticmethod
+    def instances_msg(ids: np.ndarray, stamp: int, frame_id: str) -> Image:
+        """The 16UC1 Image of an H×W instance id map."""
         ids = np.ascontiguousarray(ids, dtype="<u2")
         msg = Image(header=_header(stamp, frame_id), height=ids.shape[0], width=ids.shape[1], encoding="16UC1",
                     is_bigendian=False, step=2 * ids.shape[1])
         msg.data = ids.tobytes()
-        self.pub_instances.publish(msg)
+        return msg
 
     def publish_camera_info(self, K: np.ndarray, width: int, height: int, stamp: int, frame_id: str) -> None:
         """CameraInfo with intrinsics ``K`` (pixels of a width×height image), no distortion."""

@@ -31,6 +31,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
+from mgdepth_core.config import to_dict
 from mgdepth_core.dynamic import DynamicObjectsConfig, DynamicObjectTracker, FrameInstances, resize_instances
 from mgdepth_core.inference import DynamicObject
 from mgdepth_core.outputs import (
@@ -227,9 +228,10 @@ class DepthNode(Node):
         if weights is None:
             self.get_logger().warning("NO WEIGHTS GIVEN (parameter 'weights'): the network is randomly "
                                       "initialised and its depth is meaningless")
+        dynamic = {"dynamic_objects": to_dict(self.dynamic_config)} if self.dynamic_config is not None else {}
         estimator = DepthEstimator.from_weights(weights, method=self.p["method"], device=self.p["device"],
                                                 depth_scale=float(self.p["depth_scale"]),
-                                                max_gap_s=float(self.p["max_gap_s"]))
+                                                max_gap_s=float(self.p["max_gap_s"]), **dynamic)
         self.get_logger().info(f"estimator: method {self.p['method']}, weights {weights or 'random init'}, "
                                f"device {self.p['device']}")
         return estimator
@@ -254,8 +256,8 @@ class DepthNode(Node):
     def _on_instances(self, msg: Image) -> None:
         with self._instances_lock:
             self._instances[header_stamp_ns(msg.header)] = msg
-            while len(self._instances) > INSTANCES_KEPT:
-                del self._instances[min(self._instances)]
+            while len(self._instances) > INSTANCES_KEPT:  # the oldest arrival goes (stamps may loop back)
+                del self._instances[next(iter(self._instances))]
 
     def _frame_instances(self, stamp: int, height: int, width: int) -> tuple[FrameInstances, np.ndarray] | None:
         """This frame's instance map from the ``instances`` topic (exact stamp) as :func:`instances_from_ids`

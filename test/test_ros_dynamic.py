@@ -164,3 +164,15 @@ def test_segmenter_without_weights_logs_an_error_and_keeps_publishing_depth(fram
             outputs = send(player, collector, frames[index], (index + 1) * PERIOD_NS, with_instances=False)
             assert outputs["depth/image_rect"] is not None and outputs["dynamic_mask"] is None
         assert node.warning_counts["processing_failed"] == 0
+
+
+def test_node_builds_a_dyna_dm_estimator_from_parameters():
+    """``dynamic_objects: true`` (a bool works too) with the theta and area parameters reaches the estimator."""
+    with RosSession() as session:
+        node = session.add(DepthNode(context=session.context, parameter_overrides=[
+            Parameter("method", value="manydepth"), Parameter("dynamic_objects", value=True),
+            Parameter("instances_source", value="topic"), Parameter("dynamic_theta", value=0.8),
+            Parameter("dynamic_min_area_fraction", value=0.01)]))
+        config = node.estimator.config.dynamic_objects
+        assert (config.mode, config.theta, config.min_area_fraction) == ("dyna-dm", 0.8, 0.01)
+        assert node.estimator.dynamic_objects.config.theta == 0.8 and node.instances_from_topic

@@ -81,6 +81,7 @@ class TrueGeometryEstimator:
 def start(session: RosSession, estimator, **parameters):
     overrides = [Parameter(name, value=value) for name, value in
                  {"dynamic_objects": "dyna-dm", "instances_source": "topic", "warning_period_s": 0.0,
+                  "input_reliability": "reliable",  # the player is reliable: no subscription switch mid-test
                   **parameters}.items()]
     node = session.add(DepthNode(estimator, context=session.context, parameter_overrides=overrides))
     player = session.add(FramePlayer(session.context))

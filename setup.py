@@ -23,6 +23,11 @@ ROSIDL_BUILD_WHEELS = [
     "ros-jazzy-rosidl-typesupport-cpp", "ros-jazzy-rosidl-typesupport-fastrtps-c",
     "ros-jazzy-rosidl-typesupport-fastrtps-cpp", "ros-jazzy-rosidl-typesupport-interface",
     "ros-jazzy-rosidl-typesupport-introspection-c", "ros-jazzy-rosidl-typesupport-introspection-cpp",
+    "ros-jazzy-rosidl-dynamic-typesupport", "ros-jazzy-rosidl-dynamic-typesupport-fastrtps",
+    # ament_cmake_ros's CMake extras look these up even when no test is built.
+    "ros-jazzy-ament-cmake-gmock", "ros-jazzy-ament-cmake-gtest", "ros-jazzy-ament-cmake-pytest",
+    "ros-jazzy-ament-cmake-vendor-package", "ros-jazzy-ament-cmake-cppcheck", "ros-jazzy-ament-cmake-cpplint",
+    "ros-jazzy-ament-cmake-flake8", "ros-jazzy-ament-cmake-pep257", "ros-jazzy-ament-cmake-uncrustify",
 ]
 
 

@@ -172,10 +172,7 @@ def run_demo(args: argparse.Namespace) -> dict:
     strips, errors = [], []
     dynamic_scores: dict[str, int] = {}
     started = time.monotonic()
-    # input_reliability reliable: the demo's publishers are reliable, and no subscription is re-created while the
-    # executor spins (rclpy can raise InvalidHandle in the spinning thread when one is destroyed meanwhile)
-    parameters = [Parameter("dynamic_objects", value="dyna-dm"), Parameter("instances_source", value="topic"),
-                  Parameter("input_reliability", value="reliable")]
+    parameters = [Parameter("dynamic_objects", value="dyna-dm"), Parameter("instances_source", value="topic")]
     with RosSession() as session:
         node = session.add(DepthNode(estimator, context=session.context, parameter_overrides=parameters))
         player = session.add(FramePlayer(session.context))

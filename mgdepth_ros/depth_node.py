@@ -47,7 +47,7 @@ from mgdepth_core.outputs import (
 )
 from mgdepth_core.pointcloud import depth_to_points, pack_cloud
 from mgdepth_ros import conversions
-from mgdepth_ros.qos import AdaptiveSubscription
+from mgdepth_ros.qos import AdaptiveSubscription, spin_until_shutdown
 
 try:
     from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -509,7 +509,7 @@ def main(args: list[str] | None = None) -> None:
         node = DepthNode()
         executor = SingleThreadedExecutor()
         executor.add_node(node)
-        executor.spin()
+        spin_until_shutdown(executor, node.context)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:

@@ -24,6 +24,7 @@ from visualization_msgs.msg import MarkerArray
 
 from mgdepth_core.outputs import rgb_image
 from mgdepth_ros import conversions
+from mgdepth_ros.qos import spin_until_shutdown
 
 OUTPUT_TOPICS: dict[str, type] = {
     "depth/image_rect": Image,
@@ -148,7 +149,7 @@ class RosSession:
 
     def _spin(self) -> None:
         with contextlib.suppress(ExternalShutdownException):
-            self.executor.spin()
+            spin_until_shutdown(self.executor, self.context)
 
     def add(self, node: Node) -> Node:
         self.executor.add_node(node)

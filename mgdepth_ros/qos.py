@@ -13,6 +13,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from rclpy._rclpy_pybind11 import InvalidHandle, RCLError
+from rclpy.context import Context
+from rclpy.executors import Executor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
@@ -79,3 +82,22 @@ class AdaptiveSubscription:
         self.reliability = wanted
         self.node.get_logger().info(f"subscribed to {self.topic} ({self.msg_type.__name__}, "
                                     f"{wanted.name.lower()}, depth {self.depth}, mode {self.mode})")
+
+
+def spin_until_shutdown(executor: Executor, context: Context) -> None:
+    """Spin ``executor`` until ``context`` shuts down, surviving subscription swaps.
+
+    rclpy's executors can raise ``InvalidHandle`` in the spinning thread when a subscription is destroyed (an
+    :class:`AdaptiveSubscription` retiring its old one) while another thread builds the wait set. The entity is
+    simply gone, so spinning carries on instead of the thread dying and the node going silent. An error raised
+    because the context was shut down meanwhile ends the loop quietly.
+    """
+    while context.ok():
+        try:
+            executor.spin_once(timeout_sec=0.1)
+        except InvalidHandle:
+            continue
+        except RCLError:
+            if context.ok():
+                raise
+            return

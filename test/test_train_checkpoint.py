@@ -152,3 +152,18 @@ def test_cli_trains_refuses_to_overwrite_and_resumes_auto(tmp_path, capsys):
     assert checkpoints.load_checkpoint(tmp_path / "cli")[0]["step"] == 2
     assert main(["train", "--resume", str(tmp_path / "cli"), "--max-steps", "3"]) == 0
     assert checkpoints.load_checkpoint(tmp_path / "cli")[0]["step"] == 3
+
+
+def test_cli_flags_fill_the_config(tmp_path):
+    """--method, --dynamic-objects, --data and --max-steps land in the TrainConfig the trainer gets."""
+    from mgdepth_core.cli import build_parser
+    from mgdepth_core.commands.train import resolve_run
+
+    config_file = tmp_path / "tiny.yaml"
+    config_file.write_text(yaml.safe_dump(tiny_dict(tmp_path)))
+    args = build_parser().parse_args(["train", "--config", str(config_file), "--method", "manydepth2",
+                                      "--dynamic-objects", "dyna-dm", "--data", "/data/x", "--max-steps", "7"])
+    config, _, resume = resolve_run(args)
+    assert (config.model.method, config.dynamic_objects, config.data.path, config.max_steps) == (
+        "manydepth2", "dyna-dm", "/data/x", 7)
+    assert resume is False

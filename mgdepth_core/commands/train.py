@@ -18,6 +18,9 @@ LOG = logging.getLogger("mgdepth.train")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", choices=["manydepth", "manydepth2"], default=None,
                         help="model.method; default: the config's")
+    parser.add_argument("--dynamic-objects", choices=["none", "dyna-dm"], default=None,
+                        help="dynamic_objects: dyna-dm = Dyna-DM object motion for truly dynamic objects (needs "
+                             "instance masks: data.masks_path or the synthetic set); default: the config's")
     parser.add_argument("--config", type=Path, default=None,
                         help="YAML TrainConfig (e.g. config/train_kitti_manydepth2.yaml); with --resume RUN_DIR "
                              "the run's own config.yaml is used instead")
@@ -37,6 +40,8 @@ def _overrides(args: argparse.Namespace) -> list[str]:
     overrides = bag_overrides(args) + list(args.overrides)
     if args.method:
         overrides.append(f"model.method={args.method}")
+    if args.dynamic_objects:
+        overrides.append(f"dynamic_objects={args.dynamic_objects}")
     if args.data is not None:
         overrides.append(f"data.path={args.data}")
     if args.max_steps is not None:

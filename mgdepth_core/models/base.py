@@ -5,6 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mgdepth_core.geometry import pose_from_axisangle_translation
+from mgdepth_core.models.cost_volume import depth_bin_values
+
 
 class MultiFrameDepthModel(nn.Module):
     """A Manydepth-family model: multi-frame student, single-frame teacher, pose net, adaptive depth bins.
@@ -20,13 +23,21 @@ class MultiFrameDepthModel(nn.Module):
 
     method: str
 
+    def depth_bins(self) -> torch.Tensor:
+        """The current cost-volume hypotheses, D metres ascending."""
+        return depth_bin_values(self.min_depth_bin, self.max_depth_bin, self.config.num_depth_bins,
+                                self.config.depth_binning)
+
     def relative_pose(self, target: torch.Tensor, source: torch.Tensor, source_is_before: bool) -> torch.Tensor:
         """``T_source_target`` (B×4×4) from the pose net, fed in temporal order as Manydepth does."""
-        raise NotImplementedError
+        pair = [source, target] if source_is_before else [target, source]
+        axisangle, translation = self.pose(self.pose_encoder(torch.cat(pair, 1))[-1])
+        return pose_from_axisangle_translation(axisangle[:, 0].float(), translation[:, 0].float(),
+                                               invert=source_is_before)
 
     def teacher_forward(self, image: torch.Tensor) -> dict:
         """Single-frame teacher: ``{("disp", s): B×1×H/2^s×W/2^s}``."""
-        raise NotImplementedError
+        return self.mono_depth(self.mono_encoder(image))
 
     def multi_frame_forward(self, image: torch.Tensor, lookup: torch.Tensor, T_lookup_current: torch.Tensor,
                             K: torch.Tensor, **context) -> dict:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from mgdepth_core.geometry import intrinsics_at_scale, pose_from_axisangle_translation
+from mgdepth_core.geometry import intrinsics_at_scale
 from mgdepth_core.models import ModelConfig
 from mgdepth_core.models.base import MultiFrameDepthModel
-from mgdepth_core.models.cost_volume import ResnetEncoderMatching, depth_bin_values
+from mgdepth_core.models.cost_volume import ResnetEncoderMatching
 from mgdepth_core.models.decoders import DepthDecoder
 from mgdepth_core.models.pose import PoseDecoder
 from mgdepth_core.models.resnet import ResnetEncoder
@@ -37,20 +37,6 @@ class ManydepthModel(MultiFrameDepthModel):
         self.pose = PoseDecoder(self.pose_encoder.num_ch_enc[-1], num_frames=2)
         self.register_buffer("min_depth_bin", torch.tensor(float(config.min_depth_bin)))
         self.register_buffer("max_depth_bin", torch.tensor(float(config.max_depth_bin)))
-
-    def depth_bins(self) -> torch.Tensor:
-        """The current cost-volume hypotheses, D metres ascending."""
-        return depth_bin_values(self.min_depth_bin, self.max_depth_bin, self.config.num_depth_bins,
-                                self.config.depth_binning)
-
-    def relative_pose(self, target: torch.Tensor, source: torch.Tensor, source_is_before: bool) -> torch.Tensor:
-        pair = [source, target] if source_is_before else [target, source]
-        axisangle, translation = self.pose(self.pose_encoder(torch.cat(pair, 1))[-1])
-        return pose_from_axisangle_translation(axisangle[:, 0].float(), translation[:, 0].float(),
-                                               invert=source_is_before)
-
-    def teacher_forward(self, image: torch.Tensor) -> dict:
-        return self.mono_depth(self.mono_encoder(image))
 
     def matching_features(self, image: torch.Tensor) -> torch.Tensor:
         """The lookup features of a frame (B×C×H/4×W/4), as :meth:`multi_frame_forward` computes them."""

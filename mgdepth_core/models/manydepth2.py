@@ -11,10 +11,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from mgdepth_core.geometry import disparity_to_depth, intrinsics_at_scale, pose_from_axisangle_translation
+from mgdepth_core.geometry import disparity_to_depth, intrinsics_at_scale
 from mgdepth_core.models import ModelConfig
 from mgdepth_core.models.base import MultiFrameDepthModel
-from mgdepth_core.models.cost_volume import depth_bin_values
 from mgdepth_core.models.flow import build_flow, downscale_flow
 from mgdepth_core.models.hr_decoder import HRDepthDecoder
 from mgdepth_core.models.hrnet import HRNetEncoder, HRNetEncoderMatching
@@ -53,20 +52,6 @@ class Manydepth2Model(MultiFrameDepthModel):
         self.register_buffer("max_depth_bin", torch.tensor(float(config.max_depth_bin)))
         self._register_state_dict_hook(_drop_flow_keys)
         self.register_load_state_dict_post_hook(_ignore_missing_flow_keys)
-
-    def depth_bins(self) -> torch.Tensor:
-        """The current cost-volume hypotheses, D metres ascending."""
-        return depth_bin_values(self.min_depth_bin, self.max_depth_bin, self.config.num_depth_bins,
-                                self.config.depth_binning)
-
-    def relative_pose(self, target: torch.Tensor, source: torch.Tensor, source_is_before: bool) -> torch.Tensor:
-        pair = [source, target] if source_is_before else [target, source]
-        axisangle, translation = self.pose(self.pose_encoder(torch.cat(pair, 1))[-1])
-        return pose_from_axisangle_translation(axisangle[:, 0].float(), translation[:, 0].float(),
-                                               invert=source_is_before)
-
-    def teacher_forward(self, image: torch.Tensor) -> dict:
-        return self.mono_depth(self.mono_encoder(image))
 
     def matching_features(self, image: torch.Tensor) -> torch.Tensor:
         """Stage-1 features of a lookup image (B×256×H/4×W/4), no gradients."""

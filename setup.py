@@ -45,7 +45,6 @@ setup(
     license="MIT",
     python_requires=">=3.10",
     packages=find_packages(include=["mgdepth_core", "mgdepth_core.*", "mgdepth_ros", "mgdepth_ros.*"]),
-    package_data={"mgdepth_core": ["data/splits/*/*.txt", "configs/*.yaml"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),

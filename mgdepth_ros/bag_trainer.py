@@ -40,6 +40,7 @@ PARAMETERS: dict[str, tuple[object, str, str]] = {
     "intrinsics": ("", "YAML/JSON intrinsics file for a bag without camera_info", "intrinsics"),
     "config": ("", "training config YAML (e.g. config/train_bag.yaml)", "config"),
     "method": ("", "manydepth2 or manydepth; empty = the config's", "method"),
+    "dynamic_objects": ("", "none or dyna-dm (needs instance masks); empty = the config's", "dynamic_objects"),
     "run_dir": ("", "run folder for a new run; empty = log_dir/run_name", "run_dir"),
     "resume": ("", "a run folder to continue, or 'auto'; empty = new run", "resume"),
     "max_steps": (0, "stop after this many optimisation steps in total; 0 = the config's", "max_steps"),

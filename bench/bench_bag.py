@@ -18,7 +18,6 @@ Prints a table and writes bench/results/bag.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import random
@@ -35,6 +34,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from results_io import write_results  # noqa: E402
 from rosbags.highlevel import AnyReader  # noqa: E402
 from rosbags.image import message_to_cvimage  # noqa: E402
 
@@ -131,12 +131,7 @@ def main() -> int:
     for row in rows:
         print(f"{row['bag']:<15} {row['what']:<{width}} {row['frames_per_s']:>9.1f} {row['ratio_to_baseline']:>10.3f}")
     result = {"machine": platform.platform(), "processor": platform.processor(), "threads": 1, "rows": rows}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(temporary, out)
-    print(f"wrote {out}")
+    write_results(result, Path(args.out))
     return 0
 
 

@@ -36,6 +36,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from results_io import RESULTS, write_results  # noqa: E402
 from torch.utils.data import default_collate  # noqa: E402
 
 from mgdepth_core import geometry  # noqa: E402
@@ -238,18 +239,13 @@ def main() -> None:
     print(f"ratio theta / every: step CPU time {ratio['step_cpu_time']:.2f}, wall {ratio['step_wall_time']:.2f}, "
           f"peak RSS {ratio['peak_rss']:.2f} (paper: 0.71 GPU memory vs Insta-DM)")
 
-    out = REPO / "bench" / "results" / "dynamic.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
     result = {"machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
                           "omp_threads": os.environ.get("OMP_NUM_THREADS"), "torch": torch.__version__,
                           "load_average": os.getloadavg()},
               "settings": vars(args) | {"theta": filter_config.theta, "min_area_fraction":
                                         filter_config.min_area_fraction, "seeds": seeds},
               "filter_accuracy": rows, "training_step": costs, "ratios_theta_over_every": ratio}
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2, default=float) + "\n")
-    os.replace(tmp, out)
-    print(f"wrote {out}")
+    write_results(result, RESULTS / "dynamic.json")
 
 
 if __name__ == "__main__":

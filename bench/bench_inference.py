@@ -33,8 +33,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from results_io import RESULTS, write_results
 
-RESULTS = Path(__file__).resolve().parent / "results"
 MIN_BIN, MAX_BIN = 0.1, 10.0  # the trackers' initial values in Manydepth
 
 
@@ -216,8 +216,7 @@ def main() -> int:
         print(f"{label:<34}{mine:>12.1f}{theirs:>12.1f}{theirs / mine:>9.2f}x")
     print(f"largest |depth difference|: {largest_difference:.2e} m over {len(images) - 1} frames "
           f"({multi_frame} multi-frame)")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "inference.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_results(results, RESULTS / "inference.json")
     return 0
 
 

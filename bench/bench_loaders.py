@@ -12,7 +12,6 @@ Prints a table and writes bench/results/loaders.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -25,6 +24,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import cv2  # noqa: E402
 import torch  # noqa: E402
+from results_io import write_results  # noqa: E402
 
 from mgdepth_core.data.kitti import KittiRawDataset  # noqa: E402
 from mgdepth_core.data.splits import read_split  # noqa: E402
@@ -97,12 +97,7 @@ def main() -> int:
         "rows": [{"name": name, "size": size, "frames_per_s": fps, "cpu_frames_per_s": cpu_fps,
                   "cpu_ratio_to_baseline": cpu_fps / baseline[1]} for name, size, (fps, cpu_fps) in rows],
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(temporary, out)
-    print(f"wrote {out}")
+    write_results(result, Path(args.out))
     return 0
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import os
 import resource
 import statistics
 import sys
@@ -36,6 +35,8 @@ from torch.utils.data import Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from results_io import RESULTS, write_results
+
 from mgdepth_core.data import DataConfig
 from mgdepth_core.data.synthetic import SyntheticDynamicDataset
 from mgdepth_core.eval.metrics import dynamic_mask_from_instances, evaluate_depth
@@ -43,7 +44,6 @@ from mgdepth_core.geometry import disparity_to_depth
 from mgdepth_core.models import ModelConfig, build_model
 from mgdepth_core.models.flow import downscale_flow
 
-RESULTS = Path(__file__).resolve().parent / "results" / "manydepth2.json"
 SKY_DEPTH = 1000.0  # metres given to sky pixels when computing the exact flow
 
 
@@ -345,7 +345,8 @@ def main() -> int:
                        help="static reference construction for the Manydepth2 flow variants")
     claim.add_argument("--flow-weights", default="", help="GMFlow/RAFT checkpoint for manydepth2_flow_net")
     claim.add_argument("--seed", type=int, default=1, help="training seed (same for every method)")
-    parser.add_argument("--results", type=Path, default=RESULTS, help="JSON file to update (parts merged in)")
+    parser.add_argument("--results", type=Path, default=RESULTS / "manydepth2.json",
+                        help="JSON file to update (parts merged in)")
     args = parser.parse_args()
 
     measured = {}
@@ -355,12 +356,7 @@ def main() -> int:
         measured["claim"] = bench_claim(args)
     results = json.loads(args.results.read_text()) if args.results.is_file() else {}
     results.update(measured)
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=args.results.parent, suffix=".tmp")
-    with os.fdopen(handle, "w") as stream:
-        json.dump(results, stream, indent=2)
-    os.replace(tmp, args.results)
-    print(f"\nwrote {args.results}")
+    write_results(results, args.results)
     return 0
 
 

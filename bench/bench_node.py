@@ -13,15 +13,12 @@ weights: speed does not depend on the weights. Writes bench/results/bench_node.j
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
-from pathlib import Path
 
 import numpy as np
-
-RESULTS = Path(__file__).resolve().parent / "results"
+from results_io import RESULTS, write_results
 
 
 class RecordingEstimator:
@@ -132,11 +129,7 @@ def main() -> int:
     print(f"{rate_label:<44}{results['throughput']['output_rate_hz']:>12.2f}")
     print(f"{'bare estimator rate (Hz)':<44}{results['throughput']['bare_estimator_rate_hz']:>12.2f}")
     print(f"{'frames received / processed / dropped':<44}{f'{received} / {processed} / {dropped}':>12}")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    temporary = RESULTS / "bench_node.json.tmp"
-    temporary.write_text(json.dumps(results, indent=2) + "\n")
-    os.replace(temporary, RESULTS / "bench_node.json")
-    print(f"wrote {RESULTS / 'bench_node.json'}")
+    write_results(results, RESULTS / "bench_node.json")
     return 0
 
 

@@ -27,11 +27,9 @@ import subprocess
 import sys
 import time
 import types
-from pathlib import Path
 
 import torch
-
-RESULTS = Path(__file__).resolve().parent / "results"
+from results_io import RESULTS, write_results
 
 
 def _status_mb(field: str) -> float:
@@ -260,13 +258,11 @@ def main() -> None:
               f"{row.get('peak_mb', float('nan')):>10.0f}{row.get('working_set_mb', float('nan')):>12.0f}")
     for name, reason in skipped.items():
         print(f"{name:<22}skipped: {reason}")
-    RESULTS.mkdir(parents=True, exist_ok=True)
     result = {"height": args.height, "width": args.width, "batch": args.batch, "device": args.device,
               "threads": args.threads, "steps": args.steps, "warmup": args.warmup, "machine": platform.machine(),
               "cpu_count": __import__("os").cpu_count(), "torch": torch.__version__, "methods": rows,
               "skipped": skipped}
-    (RESULTS / "train.json").write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {RESULTS / 'train.json'}")
+    write_results(result, RESULTS / "train.json")
 
 
 if __name__ == "__main__":

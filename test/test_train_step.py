@@ -122,18 +122,24 @@ def test_gradients_student_loss_trains_student_only_teacher_loss_trains_teacher_
     assert _grad_owners(step.model, step.teacher_loss(batch, outputs, {})) == set(TEACHER_AND_POSE)
 
 
+def _learning_rates_with_freeze(trainer: Trainer, epochs: int, freeze_epoch: int) -> list[float]:
+    """The learning rate of each epoch, freezing the teacher from ``freeze_epoch`` on as the trainer does."""
+    rates = []
+    for epoch in range(epochs):
+        trainer.epoch = epoch
+        if epoch >= freeze_epoch:
+            trainer.freeze_teacher()
+        rates.append(trainer.optimizer.param_groups[0]["lr"])
+        trainer.scheduler.step()
+    return rates
+
+
 @pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before")  # no steps are taken here
 def test_freeze_rebuilds_optimiser_and_the_release_schedule_never_decays(tmp_path):
     trainer = Trainer(tiny_config(tmp_path, optim={"epochs": 20, "freeze_teacher_epoch": 15}), tmp_path / "run")
     all_params = {id(p) for p in trainer.model.parameters()}
     assert {id(p) for g in trainer.optimizer.param_groups for p in g["params"]} == all_params
-    rates = []
-    for epoch in range(20):
-        trainer.epoch = epoch
-        if epoch >= 15:
-            trainer.freeze_teacher()
-        rates.append(trainer.optimizer.param_groups[0]["lr"])
-        trainer.scheduler.step()
+    rates = _learning_rates_with_freeze(trainer, epochs=20, freeze_epoch=15)
     assert rates == [1e-4] * 20  # the rebuilt StepLR(15) starts again at epoch 15: no decay within 20 epochs
     student = {id(p) for name in ("encoder", "depth") for p in getattr(trainer.model, name).parameters()}
     assert {id(p) for g in trainer.optimizer.param_groups for p in g["params"]} == student
@@ -142,13 +148,7 @@ def test_freeze_rebuilds_optimiser_and_the_release_schedule_never_decays(tmp_pat
 
     continued = Trainer(tiny_config(tmp_path, optim={"epochs": 20, "freeze_teacher_epoch": 15,
                                                      "schedule_after_freeze": "continue"}), tmp_path / "run2")
-    rates = []
-    for epoch in range(20):
-        continued.epoch = epoch
-        if epoch >= 15:
-            continued.freeze_teacher()
-        rates.append(continued.optimizer.param_groups[0]["lr"])
-        continued.scheduler.step()
+    rates = _learning_rates_with_freeze(continued, epochs=20, freeze_epoch=15)
     assert rates[:15] == [1e-4] * 15 and rates[15:] == pytest.approx([1e-5] * 5)
 
 

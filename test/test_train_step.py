@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.utils.data import default_collate
 
-from mgdepth_core.config import from_dict
+from mgdepth_core.config import ConfigError, from_dict
 from mgdepth_core.data import build_dataset
 from mgdepth_core.models import build_model
 from mgdepth_core.train.config import TrainConfig
@@ -99,6 +99,26 @@ def test_missing_lookup_frame_gets_zero_pose():
     inputs = {"color": {0: torch.rand(2, 3, 32, 64)}, "color_aug": {0: torch.rand(2, 3, 32, 64), -1: lookup}}
     _, T, mask = step.matching_inputs(inputs)
     assert (T[1] == 0).all() and (T[0] != 0).any() and mask.sum() == 0
+
+
+def test_dataset_pose_source_warps_and_matches_with_the_known_ego_motion_in_network_units():
+    config = tiny_config(losses={"pose_source": "dataset", "dataset_pose_scale": 0.25,
+                                 "matching_augmentation": False})
+    step = TrainingStep(build_model(config.model), config).train()
+    batch = _batch(config, [1, 2])
+    poses = step.loss_poses(batch)
+    _, T_lookup_current, _ = step.matching_inputs(batch)
+    for frame_id, T in [*poses.items(), (-1, T_lookup_current)]:
+        expected = batch["pose_gt"][frame_id]
+        assert torch.equal(T[:, :3, :3], expected[:, :3, :3])
+        assert torch.allclose(T[:, :3, 3], 0.25 * expected[:, :3, 3])
+        assert expected[:, 2, 3].abs().min() > 0.5  # the synthetic camera moves about a metre per frame
+    _, terms = step(batch)
+    owners = _grad_owners(step.model, terms["loss"])
+    assert "pose" not in owners and "pose_encoder" not in owners and "mono_depth" in owners  # no pose net
+    del batch["pose_gt"]
+    with pytest.raises(ConfigError, match="pose_source=dataset needs known poses"):
+        step.loss_poses(batch)
 
 
 def _grad_owners(model, loss) -> set[str]:

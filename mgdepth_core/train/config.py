@@ -45,6 +45,11 @@ class LossConfig:
     disable_motion_masking: bool = option(False, "student: do not mask out pixels where cost volume and teacher "
                                                  "disagree (trust mask = confidence only)")
     depth_bin_momentum: float = option(0.99, "EMA momentum of the adaptive cost-volume depth range")
+    pose_source: Literal["network", "dataset"] = option(
+        "network", "network: the pose net's poses (self-supervised, as the papers); dataset: the data set's known "
+                   "ego-motion (pose_gt: synthetic, odometry) for every warp and the cost volume; pose net untrained")
+    dataset_pose_scale: float = option(0.1, "pose_source=dataset: translation × this (network units per metre); "
+                                            "the trained depth in metres is the network depth / this factor")
 
 
 @dataclass

@@ -5,7 +5,8 @@ One optimisation step (:class:`TrainingStep`):
 1. Poses for the loss, with gradients: the pose net on temporal pairs ([I₋₁, I₀] inverted, [I₀, I₁]) →
    ``T_s_0`` for every source frame s.
 2. Pose for the cost volume, without gradients: the pose net on [I₋₁, I₀] → ``T_{-1}_0``; zero for a sample
-   whose lookup image is all black (missing frame).
+   whose lookup image is all black (missing frame). With ``losses.pose_source=dataset`` both come from the data
+   set's known ego-motion instead (translation × ``dataset_pose_scale``) and the pose net is not used.
 3. Matching augmentation (training only, per sample u ~ U(0, 1)): u < 0.25 → static camera (the lookup image
    becomes the un-augmented current frame, the pose stays as predicted, as in the release); 0.25 ≤ u < 0.5 →
    zero pose (empty cost volume). Both set the sample's augmentation mask.
@@ -171,7 +172,10 @@ class TrainingStep(nn.Module):
 
     # ----------------------------------------------------------------------------------------------------------
     def loss_poses(self, inputs: dict) -> dict[int, torch.Tensor]:
-        """``{s: T_s_0}`` (B×4×4) for every source frame, from the pose net on temporal pairs (with gradients)."""
+        """``{s: T_s_0}`` (B×4×4) for every source frame, from the pose net on temporal pairs (with gradients),
+        or the data set's known poses with ``losses.pose_source=dataset``."""
+        if self.config.losses.pose_source == "dataset":
+            return {frame_id: self.dataset_pose(inputs, frame_id) for frame_id in self.source_ids}
         target = inputs["color_aug"][0]
         poses = {}
         for frame_id in self.source_ids:
@@ -179,11 +183,24 @@ class TrainingStep(nn.Module):
             poses[frame_id] = self.model.relative_pose(pose_target, pose_source, source_is_before=frame_id < 0)
         return poses
 
+    def dataset_pose(self, inputs: dict, frame_id: int) -> torch.Tensor:
+        """The data set's ``T_{frame_id}_0`` (B×4×4) with its translation in network units
+        (× ``losses.dataset_pose_scale``)."""
+        if "pose_gt" not in inputs:
+            raise ConfigError("losses.pose_source=dataset needs known poses (pose_gt) from the data set; "
+                              f"{self.config.data.dataset!r} samples carry none: use pose_source=network")
+        T = inputs["pose_gt"][frame_id].clone()
+        T[:, :3, 3] *= self.config.losses.dataset_pose_scale
+        return T
+
     @torch.no_grad()
     def matching_inputs(self, inputs: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(lookup image B×3×H×W, ``T_lookup_current`` B×4×4 without gradients, augmentation mask (B,) float)."""
         lookup = inputs["color_aug"][-1]
-        T_lookup_current = self.model.relative_pose(inputs["color_aug"][0], lookup, source_is_before=True)
+        if self.config.losses.pose_source == "dataset":
+            T_lookup_current = self.dataset_pose(inputs, -1)
+        else:
+            T_lookup_current = self.model.relative_pose(inputs["color_aug"][0], lookup, source_is_before=True)
         missing = lookup.flatten(1).abs().sum(1) == 0
         T_lookup_current = torch.where(missing[:, None, None], torch.zeros_like(T_lookup_current),
                                        T_lookup_current)

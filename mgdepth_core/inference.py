@@ -266,6 +266,8 @@ class DepthEstimator:
                 if not multi_frame:
                     log.debug("camera moved %.4f m < min_translation: single-frame depth", moved)
             context = {"lookup_features": self.buffer.features} if multi_frame and self.reuses_features else {}
+            if multi_frame and "flow_features" in self.buffer.extras:
+                context["lookup_flow_features"] = self.buffer.extras["flow_features"]
             if multi_frame:
                 outputs = self.model.multi_frame_forward(current, self.buffer.image, T_prev_current, K_tensor,
                                                          **context)
@@ -292,6 +294,8 @@ class DepthEstimator:
         depth_np[~np.isfinite(depth_np) | (depth_np <= 0)] = np.nan
         self.buffer = FrameBuffer(image=current, K=K_tensor, stamp=stamp,
                                   features=features if self.reuses_features else None)
+        if multi_frame and outputs.get("flow_features") is not None:  # Manydepth2 + GMFlow: next pair's lookup
+            self.buffer.extras["flow_features"] = outputs["flow_features"]
         T_np = None
         if T_prev_current is not None:
             T_np = T_prev_current[0].double().cpu().numpy()

@@ -24,8 +24,10 @@ class RecordingFlow(nn.Module):
         self.flow_px = flow_px
         self.calls: list[tuple[torch.Tensor, torch.Tensor]] = []
 
-    def at_scale(self, image1: torch.Tensor, image2: torch.Tensor, scale: int = 2,
-                 input_scale: float = 1.0) -> torch.Tensor:
+    reuses_features = False
+
+    def at_scale(self, image1: torch.Tensor, image2: torch.Tensor, scale: int = 2, input_scale: float = 1.0,
+                 features1: torch.Tensor | None = None, features2: torch.Tensor | None = None) -> torch.Tensor:
         self.calls.append((image1, image2))
         flow = torch.zeros(image1.shape[0], 2, image1.shape[-2] // 2 ** scale, image1.shape[-1] // 2 ** scale)
         flow[:, 0], flow[:, 1] = self.flow_px
@@ -172,3 +174,40 @@ def test_weights_folder_round_trip_and_official_layout(model, inputs, tmp_path: 
     torch.save(broken, folder / "mono_depth.pth")
     with pytest.raises((WeightsError, ValueError), match="18.conv_se.weight"):
         load_weights(folder, config=model_config())
+
+
+def test_streaming_reuses_the_previous_frames_gmflow_features_and_gives_the_same_depth():
+    """The DepthEstimator hands each frame's GMFlow backbone features to the next pair: one backbone pass per
+    frame instead of two, and depth equal to the model run on each pair from scratch."""
+    from mgdepth_core.data.synthetic import SyntheticSequence
+    from mgdepth_core.geometry import disparity_to_depth
+    from mgdepth_core.inference import DepthEstimator, EstimatorConfig
+
+    torch.manual_seed(3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # GMFlow with random weights
+        gmflow_model = build_model(model_config(flow="gmflow")).eval()
+    backbone_images = []
+    gmflow_model.flow.net.backbone.register_forward_hook(lambda m, args, out: backbone_images.append(len(args[0])))
+    sequence = SyntheticSequence(seed=11, num_frames=4, height=HEIGHT, width=WIDTH)
+    frames = [sequence.frame(i)["image"] for i in range(4)]
+    estimator = DepthEstimator(gmflow_model, EstimatorConfig(min_translation=0.0, device="cpu"))
+    streamed = []
+    for index, frame in enumerate(frames):
+        before = sum(backbone_images)
+        result = estimator.process(frame, sequence.K)
+        assert result.multi_frame == (index > 0)
+        streamed.append((result.depth, sum(backbone_images) - before))
+    assert [images for _, images in streamed] == [0, 2, 1, 1]  # frames 2 and 3 encode only themselves
+
+    def tensor(image):
+        return torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+
+    K = torch.from_numpy(sequence.K).float()[None]
+    with torch.no_grad():
+        for index in range(1, 4):
+            current, previous = tensor(frames[index]), tensor(frames[index - 1])
+            T = gmflow_model.relative_pose(current, previous, source_is_before=True)
+            disp = gmflow_model.multi_frame_forward(current, previous, T, K)[("disp", 0)]
+            depth = disparity_to_depth(disp, gmflow_model.config.min_depth, gmflow_model.config.max_depth)[1]
+            assert torch.allclose(torch.from_numpy(streamed[index][0]), depth[0, 0], rtol=1e-4, atol=1e-5)

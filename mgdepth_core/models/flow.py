@@ -109,33 +109,58 @@ class FlowEstimator(nn.Module):
             return -(-size // self.divisor) * self.divisor
         return target(height) - height, target(width) - width
 
+    @property
+    def reuses_features(self) -> bool:
+        """Whether a frame's features (:meth:`encode`) can be passed back in for its next pair (GMFlow)."""
+        return self.backend == "gmflow"
+
+    def _pad(self, image: torch.Tensor) -> torch.Tensor:
+        pad_h, pad_w = self._padding(*image.shape[-2:])
+        return F.pad(image, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else image
+
     @torch.no_grad()
-    def forward(self, image1: torch.Tensor, image2: torch.Tensor) -> torch.Tensor:
+    def encode(self, image: torch.Tensor) -> torch.Tensor:
+        """Features of one B×3×H×W frame in [0, 1] to pass as ``features1``/``features2`` of a later call with the
+        same frame (padded as :meth:`forward` pads it); GMFlow only."""
+        if not self.reuses_features:
+            raise ValueError(f"{self.backend} features cannot be reused between pairs; call forward with images")
+        return self.net.encode(self._pad(image))
+
+    @torch.no_grad()
+    def forward(self, image1: torch.Tensor, image2: torch.Tensor, features1: torch.Tensor | None = None,
+                features2: torch.Tensor | None = None) -> torch.Tensor:
+        """``features1``/``features2``: :meth:`encode` of the two frames where known (GMFlow; the backbone then
+        runs only for the other frame)."""
         if image1.shape != image2.shape or image1.dim() != 4 or image1.shape[1] != 3:
             raise ValueError(f"flow inputs must be two B×3×H×W images of one shape, got {tuple(image1.shape)} and "
                              f"{tuple(image2.shape)}")
         height, width = image1.shape[-2:]
-        pad_h, pad_w = self._padding(height, width)
-        if pad_h or pad_w:
-            image1 = F.pad(image1, (0, pad_w, 0, pad_h), mode="replicate")
-            image2 = F.pad(image2, (0, pad_w, 0, pad_h), mode="replicate")
         if self.backend == "gmflow":
-            flow = self.net(image1, image2)
+            flow = self.net(self._pad(image1), self._pad(image2), features1, features2)
         else:
-            flow = self.net(2 * image1 - 1, 2 * image2 - 1, num_flow_updates=self.num_flow_updates)[-1]
+            if features1 is not None or features2 is not None:
+                raise ValueError(f"{self.backend} does not take precomputed features")
+            flow = self.net(2 * self._pad(image1) - 1, 2 * self._pad(image2) - 1,
+                            num_flow_updates=self.num_flow_updates)[-1]
         return flow[..., :height, :width]
 
-    def at_scale(self, image1: torch.Tensor, image2: torch.Tensor, scale: int = 2,
-                 input_scale: float = 1.0) -> torch.Tensor:
+    def resize_input(self, image: torch.Tensor, input_scale: float) -> torch.Tensor:
+        """The frame as :meth:`at_scale` feeds it to the network (resized by ``input_scale``)."""
+        if input_scale == 1.0:
+            return image
+        size = (max(1, round(image.shape[-2] * input_scale)), max(1, round(image.shape[-1] * input_scale)))
+        return F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True)
+
+    def at_scale(self, image1: torch.Tensor, image2: torch.Tensor, scale: int = 2, input_scale: float = 1.0,
+                 features1: torch.Tensor | None = None, features2: torch.Tensor | None = None) -> torch.Tensor:
         """Flow at 1/2^scale resolution in pixels of that resolution (B×2×H/2^s×W/2^s). With ``input_scale`` 1 this
         is the release's recipe (full-resolution flow resized bilinearly and divided by 2^scale); a smaller
-        ``input_scale`` runs the network on frames resized by that factor first (fewer pixels, coarser flow)."""
+        ``input_scale`` runs the network on frames resized by that factor first (fewer pixels, coarser flow).
+        ``features1``/``features2``: :meth:`encode` of ``resize_input(frame, input_scale)``, where known."""
         target = (image1.shape[-2] // 2 ** scale, image1.shape[-1] // 2 ** scale)
-        if input_scale != 1.0:
-            size = (max(1, round(image1.shape[-2] * input_scale)), max(1, round(image1.shape[-1] * input_scale)))
-            image1 = F.interpolate(image1, size=size, mode="bilinear", align_corners=False, antialias=True)
-            image2 = F.interpolate(image2, size=size, mode="bilinear", align_corners=False, antialias=True)
-        return resize_flow(self(image1, image2), target)
+        flow = self(self.resize_input(image1, input_scale), self.resize_input(image2, input_scale),
+                    features1, features2)
+        return resize_flow(flow, target)
 
 
 def resize_flow(flow: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -265,13 +265,23 @@ class GMFlow(nn.Module):
         up = (weights * neighbours).sum(dim=2)  # B×2×k×k×h×w
         return up.permute(0, 1, 4, 2, 5, 3).reshape(b, 2, k * h, k * w)
 
-    def forward(self, image0: torch.Tensor, image1: torch.Tensor) -> torch.Tensor:
-        height, width = image0.shape[-2:]
+    def encode(self, image: torch.Tensor) -> torch.Tensor:
+        """CNN features of one B×3×H×W image in [0, 1] (B×C×H/8×W/8). Instance-normalised per image, so a frame's
+        features do not depend on its partner and can be reused for the next pair of a stream."""
+        height, width = image.shape[-2:]
         if height % self.divisor or width % self.divisor:
             raise ValueError(f"GMFlow input {height}×{width} is not a multiple of {self.divisor}; pad it first "
                              "(FlowEstimator does)")
-        images = (torch.cat([image0, image1], dim=0) - self.mean) / self.std
-        feature0, feature1 = self.backbone(images).chunk(2, dim=0)
+        return self.backbone((image - self.mean) / self.std)
+
+    def forward(self, image0: torch.Tensor, image1: torch.Tensor, feature0: torch.Tensor | None = None,
+                feature1: torch.Tensor | None = None) -> torch.Tensor:
+        """``feature0``/``feature1``: :meth:`encode` of the images, when already known (the backbone is skipped)."""
+        if feature0 is None and feature1 is None:
+            feature0, feature1 = self.encode(torch.cat([image0, image1], dim=0)).chunk(2, dim=0)
+        else:
+            feature0 = self.encode(image0) if feature0 is None else feature0
+            feature1 = self.encode(image1) if feature1 is None else feature1
         s = self.attn_splits
         h, w = feature0.shape[-2:]
         position = sine_position_encoding(self.feature_channels, h // s, w // s, feature0.device).repeat(1, s, s)

@@ -63,11 +63,21 @@ class Manydepth2Model(MultiFrameDepthModel):
         (``epoch`` None) or from ``flow_start_epoch`` on during training."""
         return self.flow is not None and (epoch is None or epoch >= self.config.flow_start_epoch)
 
-    def quarter_flow(self, image: torch.Tensor, lookup: torch.Tensor) -> torch.Tensor:
-        """Optical flow image → lookup at 1/4 resolution in 1/4-res pixels (B×2×H/4×W/4)."""
+    def quarter_flow(self, image: torch.Tensor, lookup: torch.Tensor, image_features: torch.Tensor | None = None,
+                     lookup_features: torch.Tensor | None = None) -> torch.Tensor:
+        """Optical flow image → lookup at 1/4 resolution in 1/4-res pixels (B×2×H/4×W/4); ``*_features``:
+        :meth:`flow_features` of either frame where known."""
         if self.flow is None:
             raise RuntimeError("this Manydepth2 model has no optical flow (flow='none', Manydepth2-NF)")
-        return self.flow.at_scale(image, lookup, FLOW_SCALE, self.config.flow_input_scale)
+        return self.flow.at_scale(image, lookup, FLOW_SCALE, self.config.flow_input_scale, image_features,
+                                  lookup_features)
+
+    def flow_features(self, image: torch.Tensor) -> torch.Tensor | None:
+        """The flow network's features of one frame, reusable when it is the lookup of the next pair (GMFlow);
+        None where the flow network cannot reuse them (RAFT, no flow)."""
+        if self.flow is None or not self.flow.reuses_features:
+            return None
+        return self.flow.encode(self.flow.resize_input(image, self.config.flow_input_scale))
 
     def multi_frame_forward(self, image: torch.Tensor, lookup: torch.Tensor, T_lookup_current: torch.Tensor,
                             K: torch.Tensor, **context) -> dict:
@@ -75,12 +85,14 @@ class Manydepth2Model(MultiFrameDepthModel):
         here without gradients), ``raw_image``/``raw_lookup`` un-augmented frames for the flow (else ``image`` /
         ``lookup``), ``flow`` B×2×H/4×W/4 in 1/4-res pixels (replaces running the flow network), ``epoch``,
         ``lookup_features`` (B×256×H/4×W/4, the previous frame's ``"matching_features"``; used only without the
-        static reference, where the lookup image is the previous frame itself; ``lookup`` may then be None).
+        static reference, where the lookup image is the previous frame itself; ``lookup`` may then be None),
+        ``lookup_flow_features`` (the previous frame's ``"flow_features"``: its flow-network features, GMFlow).
 
         Besides the interface's outputs: ``"cost_volume_depth"`` (B×1×H/4×W/4 metres), ``"matching_features"``
         (this frame's stage-1 features for the next frame), and when the static
         reference is used ``"lookup_image"`` (the blended lookup), ``"static_reference"`` and ``"motion_mask"``
-        (B×1×H/4×W/4 bool, current view).
+        (B×1×H/4×W/4 bool, current view), plus ``"flow_features"`` (this frame's, for the next pair) when the flow
+        network ran and can reuse them.
         """
         K_quarter = intrinsics_at_scale(K, FLOW_SCALE)
         extra = {}
@@ -96,16 +108,20 @@ class Manydepth2Model(MultiFrameDepthModel):
             flow = context.get("flow")
             if flow is None:
                 raw_image, raw_lookup = context.get("raw_image"), context.get("raw_lookup")
-                flow = self.quarter_flow(image if raw_image is None else raw_image,
-                                         lookup if raw_lookup is None else raw_lookup)
+                flow_image = image if raw_image is None else raw_image
+                image_flow_features = self.flow_features(flow_image)
+                flow = self.quarter_flow(flow_image, lookup if raw_lookup is None else raw_lookup,
+                                         image_flow_features, context.get("lookup_flow_features"))
+                if image_flow_features is not None:
+                    extra["flow_features"] = image_flow_features
             elif flow.shape[-2:] != quarter:
                 flow = downscale_flow(flow, FLOW_SCALE)
             static = build_static_reference(image, lookup, flow, coarse_depth, T_lookup_current, K_quarter,
                                             self.config.static_reference, self.config.motion_threshold_px,
                                             self.config.static_reference_blend)
             lookup = static.lookup
-            extra = {"lookup_image": lookup, "static_reference": static.static_reference,
-                     "motion_mask": static.motion_mask}
+            extra.update(lookup_image=lookup, static_reference=static.static_reference,
+                         motion_mask=static.motion_mask)
         lookup_features = context.get("lookup_features") if not extra else None
         if lookup_features is None:
             if lookup is None:

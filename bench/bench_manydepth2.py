@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -196,8 +196,10 @@ class OracleFlow(torch.nn.Module):
         super().__init__()
         self.pending: torch.Tensor | None = None
 
-    def at_scale(self, image1: torch.Tensor, image2: torch.Tensor, scale: int = 2,
-                 input_scale: float = 1.0) -> torch.Tensor:
+    reuses_features = False
+
+    def at_scale(self, image1: torch.Tensor, image2: torch.Tensor, scale: int = 2, input_scale: float = 1.0,
+                 features1: torch.Tensor | None = None, features2: torch.Tensor | None = None) -> torch.Tensor:
         if self.pending is None or self.pending.shape[0] != image1.shape[0]:
             raise RuntimeError("OracleFlow: no exact flow was attached to this batch")
         return self.pending.to(image1.device)
@@ -233,11 +235,12 @@ def _train_config(args, fields: dict):
                       synthetic_frames=args.frames_per_sequence, num_workers=0)
     return TrainConfig(model=model, data=data, optim=OptimConfig(batch_size=args.batch_size, epochs=1000,
                                                                  freeze_teacher_epoch=-1),
-                       losses=LossConfig(), max_steps=args.steps, seed=args.seed, log_frequency=10 ** 9,
-                       save_frequency=10 ** 6, device="cpu")
+                       losses=LossConfig(pose_source=args.pose_source), max_steps=args.steps, seed=args.seed,
+                       log_frequency=10 ** 9, save_frequency=10 ** 6, device="cpu")
 
 
-def _train(args, name: str, run_dir: Path):
+def _trainer(args, name: str, run_dir: Path):
+    """A Trainer for method ``name`` on the training seeds (the exact flow attached for the oracle variant)."""
     from mgdepth_core.train.trainer import DynamicObjectsHook, Trainer
 
     config = _train_config(args, CLAIM_METHODS[name])
@@ -255,34 +258,37 @@ def _train(args, name: str, run_dir: Path):
                 trainer.model.flow.pending = inputs["flow_gt"]
 
         trainer.step_module.hook = AttachFlow()
-    start = time.perf_counter()
-    trainer.train()
-    return trainer.model.eval(), time.perf_counter() - start
+    return trainer
 
 
-def _evaluate(args, name: str, model) -> dict:
-    dataset = WithTrueFlow(SyntheticDynamicDataset(args.test_seeds, args.frames_per_sequence, args.claim_height,
-                                                   args.claim_width, [0, -1], augment=False))
-    predictions, ground_truth, masks = [], [], []
-    if name == "manydepth2_oracle_flow":
-        model.flow = OracleFlow()  # marks the flow variant; the exact flow itself comes through the context
+def _evaluate(args, name: str, trainer) -> dict:
+    """Teacher and student depth on the held-out seeds, through the training step in eval mode (so the student
+    gets the same pose source and flow as in training), plus the held-out photometric loss at scale 0."""
+    base = SyntheticDynamicDataset(args.test_seeds, args.frames_per_sequence, args.claim_height,
+                                   args.claim_width, [0, -1, 1], augment=False)
+    dataset = WithTrueFlow(base) if name == "manydepth2_oracle_flow" else base
+    step = trainer.step_module.eval()
+    depths: dict[str, list[np.ndarray]] = {"teacher": [], "student": []}
+    photometric: dict[str, list[float]] = {"teacher": [], "student": []}
+    ground_truth, masks = [], []
     with torch.no_grad():
         for position in range(0, len(dataset), args.test_stride):
             sample = dataset[position]
-            image, lookup, K = sample["color"][0][None], sample["color"][-1][None], sample["K"][None]
-            T = model.relative_pose(image, lookup, source_is_before=True)
-            context = {"flow": sample["flow_gt"][None]} if name == "manydepth2_oracle_flow" else {}
-            out = model.multi_frame_forward(image, lookup, T, K, **context)
-            predictions.append(disparity_to_depth(out[("disp", 0)])[1][0, 0].numpy())
+            outputs, terms = step(default_collate([sample]), trainer.epoch)
+            for network in depths:
+                depths[network].append(outputs[f"{network}_depth"][0][0, 0].numpy())
+                photometric[network].append(float(terms[f"{network}/reprojection/0"]))
             ground_truth.append(sample["depth_gt"][0].numpy())
             masks.append(dynamic_mask_from_instances(sample["instances"][0][0].numpy(),
                                                      sample["instance_moving"].numpy()))
-    report = evaluate_depth(predictions, ground_truth, masks, protocol="none", max_depth=80.0)
-    result = {"images": len(predictions)}
-    for subset in ("overall", "static", "dynamic"):
-        metrics = getattr(report, subset)
-        result[subset] = None if metrics is None else {"abs_rel": metrics.abs_rel, "a1": metrics.a1,
-                                                       "rmse": metrics.rmse, "images": metrics.images}
+    result = {"images": len(ground_truth)}
+    for network, predictions in depths.items():
+        report = evaluate_depth(predictions, ground_truth, masks, protocol="none", max_depth=80.0)
+        result[network] = {"photometric_loss": float(np.mean(photometric[network]))}
+        for subset in ("overall", "static", "dynamic"):
+            metrics = getattr(report, subset)
+            result[network][subset] = None if metrics is None else {
+                "abs_rel": metrics.abs_rel, "a1": metrics.a1, "rmse": metrics.rmse, "images": metrics.images}
     return result
 
 
@@ -297,24 +303,34 @@ def bench_claim(args) -> dict:
     rows = {}
     with tempfile.TemporaryDirectory() as scratch:
         for name in args.methods:
-            print(f"training {name}: {args.steps} steps, batch {args.batch_size}, "
-                  f"{args.claim_width}×{args.claim_height}, train seeds 0..{args.train_sequences - 1}", flush=True)
-            model, seconds = _train(args, name, Path(scratch) / name)
-            rows[name] = _evaluate(args, name, model)
-            rows[name]["train_seconds"] = seconds
-            print(f"  {name}: trained in {seconds:.0f} s; static abs_rel {_cell(rows[name], 'static', 'abs_rel')}, "
-                  f"moving abs_rel {_cell(rows[name], 'dynamic', 'abs_rel')}", flush=True)
-    print(f"\nHeld-out seeds {args.test_seeds} (every {args.test_stride}th frame), median scaling, depth ≤ 80 m")
-    print(f"{'method':<26}{'abs_rel static':>15}{'a1 static':>11}{'abs_rel moving':>16}{'a1 moving':>11}"
-          f"{'abs_rel all':>13}")
+            print(f"training {name}: {args.steps} steps, batch {args.batch_size}, {args.claim_width}×"
+                  f"{args.claim_height}, train seeds 0..{args.train_sequences - 1}, poses from {args.pose_source}",
+                  flush=True)
+            trainer = _trainer(args, name, Path(scratch) / name)
+            untrained = _evaluate(args, name, trainer)
+            start = time.perf_counter()
+            trainer.train()
+            seconds = time.perf_counter() - start
+            rows[name] = {"untrained": untrained, "trained": _evaluate(args, name, trainer), "train_seconds": seconds}
+            student = rows[name]["trained"]["student"]
+            print(f"  {name}: trained in {seconds:.0f} s; student abs_rel static {_cell(student, 'static', 'abs_rel')}"
+                  f", moving {_cell(student, 'dynamic', 'abs_rel')}", flush=True)
+    print(f"\nHeld-out seeds {args.test_seeds} (every {args.test_stride}th frame), median scaling, depth ≤ 80 m; "
+          f"{args.steps} steps, poses from {args.pose_source}; photometric = held-out reprojection loss, scale 0")
+    print(f"{'method':<24}{'network':<9}{'state':<11}{'photometric':>12}{'abs_rel static':>15}{'a1 static':>11}"
+          f"{'abs_rel moving':>16}{'a1 moving':>11}{'abs_rel all':>13}")
     for name, row in rows.items():
-        print(f"{name:<26}{_cell(row, 'static', 'abs_rel'):>15}{_cell(row, 'static', 'a1'):>11}"
-              f"{_cell(row, 'dynamic', 'abs_rel'):>16}{_cell(row, 'dynamic', 'a1'):>11}"
-              f"{_cell(row, 'overall', 'abs_rel'):>13}")
+        for network in ("teacher", "student"):
+            for state in ("untrained", "trained"):
+                cells = row[state][network]
+                print(f"{name:<24}{network:<9}{state:<11}{cells['photometric_loss']:>12.4f}"
+                      f"{_cell(cells, 'static', 'abs_rel'):>15}{_cell(cells, 'static', 'a1'):>11}"
+                      f"{_cell(cells, 'dynamic', 'abs_rel'):>16}{_cell(cells, 'dynamic', 'a1'):>11}"
+                      f"{_cell(cells, 'overall', 'abs_rel'):>13}")
     return {"steps": args.steps, "batch_size": args.batch_size, "height": args.claim_height,
             "width": args.claim_width, "train_seeds": list(range(args.train_sequences)),
             "test_seeds": args.test_seeds, "test_stride": args.test_stride, "seed": args.seed,
-            "static_reference": args.static_reference, "rows": rows}
+            "pose_source": args.pose_source, "static_reference": args.static_reference, "rows": rows}
 
 
 def main() -> int:
@@ -345,6 +361,9 @@ def main() -> int:
                        help="static reference construction for the Manydepth2 flow variants")
     claim.add_argument("--flow-weights", default="", help="GMFlow/RAFT checkpoint for manydepth2_flow_net")
     claim.add_argument("--seed", type=int, default=1, help="training seed (same for every method)")
+    claim.add_argument("--pose-source", choices=["network", "dataset"], default="dataset",
+                       help="poses for the warps and the cost volume: the pose net (self-supervised) or the "
+                            "synthetic set's true ego-motion (losses.pose_source)")
     parser.add_argument("--results", type=Path, default=RESULTS / "manydepth2.json",
                         help="JSON file to update (parts merged in)")
     args = parser.parse_args()

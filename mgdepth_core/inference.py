@@ -232,16 +232,19 @@ class DepthEstimator:
         return time.perf_counter()
 
     def process(self, image: np.ndarray, K: np.ndarray, stamp: float | None = None,
-                instances: FrameInstances | None = None) -> DepthResult:
+                instances: FrameInstances | None = None, known_motion: np.ndarray | None = None) -> DepthResult:
         """Depth for the next frame of the stream.
 
         ``image``: H×W×3 uint8 RGB (any size; resized to the network's); ``K``: 3×3 intrinsics in pixels of
         ``image``; ``stamp``: seconds (None = no gap checks); ``instances``: this frame's instance map (any size)
-        for the dynamic-object filter instead of running the segmenter. Raises ValueError for a wrong dtype,
-        shape or K.
+        for the dynamic-object filter instead of running the segmenter; ``known_motion``: 4×4 camera motion since
+        the previous frame (metres, current-camera points into the previous camera; e.g. from odometry) used
+        instead of the pose net (models trained with ``losses.pose_source=dataset`` need it). Raises ValueError
+        for a wrong dtype, shape, K or motion.
         """
         started = time.perf_counter()
         K = self._check_inputs(image, K)
+        known_T = None if known_motion is None else self._network_units(known_motion)
         resized, K_net = self._prepare(image, K)
         self._gap_resets(stamp)
         if self.buffer is not None and not np.allclose(self.buffer.K.cpu().numpy()[0], K_net):
@@ -257,8 +260,11 @@ class DepthEstimator:
             timings["preprocess"] = (mark - started) * 1000
             T_prev_current = None
             multi_frame = False
-            if self.buffer is not None:
+            if self.buffer is not None and known_T is not None:
+                T_prev_current = known_T
+            elif self.buffer is not None:
                 T_prev_current = self.model.relative_pose(current, self.buffer.image, source_is_before=True).float()
+            if self.buffer is not None:
                 now = self._sync()
                 timings["pose"], mark = (now - mark) * 1000, now
                 moved = float(T_prev_current[0, :3, 3].norm()) * self.config.depth_scale
@@ -304,6 +310,15 @@ class DepthEstimator:
         return DepthResult(depth=depth_np, K=K_net, image=np.ascontiguousarray(resized), T_prev_current=T_np,
                            multi_frame=multi_frame, dynamic_mask=dynamic_mask, objects=objects,
                            timings_ms=timings)
+
+    def _network_units(self, motion: np.ndarray) -> torch.Tensor:
+        """A 4×4 motion in metres as a 1×4×4 pose in the network's units (translation / depth_scale)."""
+        motion = np.asarray(motion, dtype=np.float64)
+        if motion.shape != (4, 4) or not np.isfinite(motion).all() or not np.allclose(motion[3], [0, 0, 0, 1]):
+            raise ValueError(f"known_motion must be a finite 4×4 rigid transform, got shape {motion.shape}")
+        T = torch.from_numpy(motion).float().unsqueeze(0).to(self.device)
+        T[:, :3, 3] /= self.config.depth_scale
+        return T
 
     def describe(self) -> dict:
         """The estimator's settings, for logs and benchmark records."""

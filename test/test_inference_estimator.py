@@ -133,3 +133,26 @@ def test_random_initialisation_is_announced(caplog):
     with caplog.at_level(logging.WARNING):
         est = DepthEstimator.from_weights(None, method="manydepth", device="cpu", height=H, width=W)
     assert "RANDOM weights" in caplog.text and (est.height, est.width) == (H, W)
+
+
+def test_known_motion_replaces_the_pose_net_in_metres(model, frames):
+    """Odometry instead of the pose net: the multi-frame network gets the given motion (÷ depth_scale) and the
+    result reports it back in metres."""
+    images, K = frames
+    est = estimator(model, channels_last=False, depth_scale=4.0)
+    motion = np.eye(4)
+    motion[:3, 3] = [0.05, 0.0, -0.9]  # the previous camera 0.9 m behind
+    tensors = [torch.from_numpy(i).permute(2, 0, 1)[None].float() / 255 for i in images[:2]]
+    T = torch.from_numpy(motion).float()[None]
+    T[:, :3, 3] /= 4.0
+    with torch.no_grad():
+        disp = model.multi_frame_forward(tensors[1], tensors[0], T, torch.from_numpy(K).float()[None])[("disp", 0)]
+    expected = 4.0 * disparity_to_depth(disp)[1][0, 0].numpy()
+    est.process(images[0], K, 0.0, known_motion=motion)
+    result = est.process(images[1], K, 0.1, known_motion=motion)
+    assert result.multi_frame
+    np.testing.assert_allclose(result.T_prev_current, motion, atol=1e-6)
+    np.testing.assert_allclose(result.depth, expected, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="known_motion must be a finite 4×4"):
+        est.process(images[2], K, 0.2, known_motion=np.full((4, 4), np.nan))
+    assert est.process(images[2], K, 0.2).multi_frame  # the bad call lost nothing: the buffer still holds frame 1

@@ -235,7 +235,8 @@ def _train_config(args, fields: dict):
                       synthetic_frames=args.frames_per_sequence, num_workers=0)
     return TrainConfig(model=model, data=data, optim=OptimConfig(batch_size=args.batch_size, epochs=1000,
                                                                  freeze_teacher_epoch=-1),
-                       losses=LossConfig(pose_source=args.pose_source), max_steps=args.steps, seed=args.seed,
+                       losses=LossConfig(pose_source=args.pose_source, dataset_pose_scale=args.dataset_pose_scale),
+                       max_steps=args.steps, seed=args.seed,
                        log_frequency=10 ** 9, save_frequency=10 ** 6, device="cpu")
 
 
@@ -330,7 +331,8 @@ def bench_claim(args) -> dict:
     return {"steps": args.steps, "batch_size": args.batch_size, "height": args.claim_height,
             "width": args.claim_width, "train_seeds": list(range(args.train_sequences)),
             "test_seeds": args.test_seeds, "test_stride": args.test_stride, "seed": args.seed,
-            "pose_source": args.pose_source, "static_reference": args.static_reference, "rows": rows}
+            "pose_source": args.pose_source, "dataset_pose_scale": args.dataset_pose_scale,
+            "static_reference": args.static_reference, "rows": rows}
 
 
 def main() -> int:
@@ -364,6 +366,8 @@ def main() -> int:
     claim.add_argument("--pose-source", choices=["network", "dataset"], default="dataset",
                        help="poses for the warps and the cost volume: the pose net (self-supervised) or the "
                             "synthetic set's true ego-motion (losses.pose_source)")
+    claim.add_argument("--dataset-pose-scale", type=float, default=0.1,
+                       help="with --pose-source dataset: network units per metre (losses.dataset_pose_scale)")
     parser.add_argument("--results", type=Path, default=RESULTS / "manydepth2.json",
                         help="JSON file to update (parts merged in)")
     args = parser.parse_args()

@@ -35,6 +35,9 @@ import numpy as np
 import torch
 from results_io import RESULTS, write_results
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test"))
+from original_manydepth import save_original_networks  # the test oracle's builder, shared with the parity test
+
 MIN_BIN, MAX_BIN = 0.1, 10.0  # the trackers' initial values in Manydepth
 
 
@@ -61,26 +64,6 @@ def make_frames(count: int, height: int, width: int) -> tuple[list[np.ndarray], 
 
     sequence = SyntheticSequence(seed=7, num_frames=count, height=height, width=width)
     return [sequence.frame(i)["image"] for i in range(count)], sequence.K
-
-
-def save_original_networks(folder: Path, height: int, width: int) -> None:
-    """The original networks with random weights, saved as the original trainer saves them."""
-    from manydepth import networks
-
-    torch.manual_seed(0)
-    nets = {"encoder": networks.ResnetEncoderMatching(18, False, input_height=height, input_width=width,
-                                                      adaptive_bins=True),
-            "mono_encoder": networks.ResnetEncoder(18, False),
-            "pose_encoder": networks.ResnetEncoder(18, False, num_input_images=2)}
-    nets["depth"] = networks.DepthDecoder(nets["encoder"].num_ch_enc)
-    nets["mono_depth"] = networks.DepthDecoder(nets["mono_encoder"].num_ch_enc)
-    nets["pose"] = networks.PoseDecoder(nets["pose_encoder"].num_ch_enc, num_input_features=1,
-                                        num_frames_to_predict_for=2)
-    for name, net in nets.items():
-        state = net.state_dict()
-        if name == "encoder":
-            state.update(height=height, width=width, min_depth_bin=MIN_BIN, max_depth_bin=MAX_BIN)
-        torch.save(state, folder / f"{name}.pth")
 
 
 class OriginalManydepth:
@@ -166,7 +149,8 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        save_original_networks(folder, args.height, args.width)
+        torch.manual_seed(0)
+        save_original_networks(folder, args.height, args.width, MIN_BIN, MAX_BIN)
         images, K = make_frames(args.warmup + args.frames, args.height, args.width)
         np.savez(folder / "frames.npz", images=np.stack(images[:6]), K=K)  # for the memory subprocesses
         memory = {side: measure_memory(side, folder, args) for side in ("ours", "original")}

@@ -3,6 +3,7 @@ weights folder: same random weights, same inputs → same pose, teacher depth an
 
 import pytest
 import torch
+from original_manydepth import save_original_networks
 
 from mgdepth_core.geometry import disparity_to_depth
 from mgdepth_core.models.weights import load_weights
@@ -25,24 +26,11 @@ def randomise_batch_norm(network: torch.nn.Module) -> None:
 
 @pytest.fixture(scope="module")
 def released_folder(tmp_path_factory):
-    """The original networks with random weights, saved as the original trainer saves them."""
+    """The original networks with random weights (BatchNorm statistics too), saved as the original trainer saves
+    them."""
     torch.manual_seed(0)
-    nets = {"encoder": original.ResnetEncoderMatching(18, False, input_height=H, input_width=W,
-                                                      num_depth_bins=BINS, adaptive_bins=True),
-            "mono_encoder": original.ResnetEncoder(18, False),
-            "pose_encoder": original.ResnetEncoder(18, False, num_input_images=2)}
-    nets["depth"] = original.DepthDecoder(nets["encoder"].num_ch_enc)
-    nets["mono_depth"] = original.DepthDecoder(nets["mono_encoder"].num_ch_enc)
-    nets["pose"] = original.PoseDecoder(nets["pose_encoder"].num_ch_enc, num_input_features=1,
-                                        num_frames_to_predict_for=2)
     folder = tmp_path_factory.mktemp("released")
-    for name, net in nets.items():
-        randomise_batch_norm(net)
-        net.eval()
-        state = net.state_dict()
-        if name == "encoder":
-            state.update(height=H, width=W, min_depth_bin=MIN_BIN, max_depth_bin=MAX_BIN)
-        torch.save(state, folder / f"{name}.pth")
+    nets = save_original_networks(folder, H, W, MIN_BIN, MAX_BIN, num_depth_bins=BINS, prepare=randomise_batch_norm)
     return folder, nets
 
 

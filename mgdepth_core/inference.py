@@ -260,11 +260,9 @@ class DepthEstimator:
             timings["preprocess"] = (mark - started) * 1000
             T_prev_current = None
             multi_frame = False
-            if self.buffer is not None and known_T is not None:
-                T_prev_current = known_T
-            elif self.buffer is not None:
-                T_prev_current = self.model.relative_pose(current, self.buffer.image, source_is_before=True).float()
             if self.buffer is not None:
+                T_prev_current = known_T if known_T is not None else self.model.relative_pose(
+                    current, self.buffer.image, source_is_before=True).float()
                 now = self._sync()
                 timings["pose"], mark = (now - mark) * 1000, now
                 moved = float(T_prev_current[0, :3, 3].norm()) * self.config.depth_scale
@@ -315,7 +313,8 @@ class DepthEstimator:
         """A 4×4 motion in metres as a 1×4×4 pose in the network's units (translation / depth_scale)."""
         motion = np.asarray(motion, dtype=np.float64)
         if motion.shape != (4, 4) or not np.isfinite(motion).all() or not np.allclose(motion[3], [0, 0, 0, 1]):
-            raise ValueError(f"known_motion must be a finite 4×4 rigid transform, got shape {motion.shape}")
+            raise ValueError(f"known_motion must be a finite 4×4 homogeneous transform (last row 0 0 0 1), got "
+                             f"shape {motion.shape}")
         T = torch.from_numpy(motion).float().unsqueeze(0).to(self.device)
         T[:, :3, 3] /= self.config.depth_scale
         return T

@@ -22,7 +22,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from visualization_msgs.msg import MarkerArray
 
-from mgdepth_core.outputs import rgb_image
+from mgdepth_core.outputs import mask_image, rgb_image
 from mgdepth_ros import conversions
 from mgdepth_ros.qos import spin_until_shutdown
 
@@ -73,7 +73,6 @@ class FramePlayer(Node):
         else:
             self.pub_image.publish(conversions.image_msg(rgb_image(rgb), header))
 
-
     def publish_instances(self, ids: np.ndarray, stamp: int, frame_id: str = "camera_optical") -> None:
         """An H×W instance id map (0 = background, ids < 65536) as 16UC1 on ``instances``. ``stamp``: ns."""
         self.pub_instances.publish(self.instances_msg(ids, stamp, frame_id))
@@ -81,11 +80,7 @@ class FramePlayer(Node):
     @staticmethod
     def instances_msg(ids: np.ndarray, stamp: int, frame_id: str) -> Image:
         """The 16UC1 Image of an H×W instance id map."""
-        ids = np.ascontiguousarray(ids, dtype="<u2")
-        msg = Image(header=_header(stamp, frame_id), height=ids.shape[0], width=ids.shape[1], encoding="16UC1",
-                    is_bigendian=False, step=2 * ids.shape[1])
-        msg.data = ids.tobytes()
-        return msg
+        return conversions.image_msg(mask_image(ids), _header(stamp, frame_id))
 
     def publish_camera_info(self, K: np.ndarray, width: int, height: int, stamp: int, frame_id: str) -> None:
         """CameraInfo with intrinsics ``K`` (pixels of a width×height image), no distortion."""

@@ -122,7 +122,7 @@ class Manydepth2Model(MultiFrameDepthModel):
             lookup = static.lookup
             extra.update(lookup_image=lookup, static_reference=static.static_reference,
                          motion_mask=static.motion_mask)
-        lookup_features = context.get("lookup_features") if not extra else None
+        lookup_features = context.get("lookup_features") if "lookup_image" not in extra else None
         if lookup_features is None:
             if lookup is None:
                 raise ValueError("multi_frame_forward needs the lookup image or context['lookup_features']")

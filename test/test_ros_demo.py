@@ -17,6 +17,7 @@ pytest.importorskip("rclpy", reason="needs rclpy (ROS 2 Jazzy from PyPI: pip ins
 from rosbags.highlevel import AnyReader
 
 from mgdepth_ros import demo
+from mgdepth_ros.conversions import image_msg_to_array
 
 pytestmark = pytest.mark.ros
 
@@ -39,8 +40,8 @@ def test_demo_writes_mcap_strips_and_summary(tmp_path, capsys):
     for topic in ["/image", "/instances", "/depth/image_rect", "/depth/camera_info", "/depth/colorized", "/points",
                   "/odometry", "/dynamic_objects/markers", "/dynamic_mask"]:
         assert counts.get(topic) == frames, (topic, counts)
-    mask_ids = [set(np.unique(_array(mask)).tolist()) - {0} for mask in masks["/dynamic_mask"]]
-    instance_ids = [set(np.unique(_array(ids)).tolist()) - {0} for ids in masks["/instances"]]
+    mask_ids = [set(np.unique(image_msg_to_array(mask)).tolist()) - {0} for mask in masks["/dynamic_mask"]]
+    instance_ids = [set(np.unique(image_msg_to_array(ids)).tolist()) - {0} for ids in masks["/instances"]]
     assert all(mask.encoding == "16UC1" for mask in masks["/dynamic_mask"])
     assert any(mask_ids), "no dynamic_mask frame holds a non-zero id"
     assert all(m <= i for m, i in zip(mask_ids, instance_ids, strict=True))  # published instance ids only
@@ -56,8 +57,3 @@ def test_demo_writes_mcap_strips_and_summary(tmp_path, capsys):
     scores = summary["dynamic_objects"]
     assert scores["moving_flagged"] + scores["static_flagged"] > 0 and scores["moving"] + scores["static"] > 0
 
-
-def _array(msg) -> np.ndarray:
-    """A rosbags 16UC1 Image → H×W uint16."""
-    rows = np.asarray(msg.data, dtype=np.uint8).reshape(msg.height, msg.step)
-    return rows[:, : 2 * msg.width].copy().view("<u2")

@@ -3,6 +3,7 @@ same budget on the synthetic dynamic-scene set, scored on static and on moving-o
 
     python bench/bench_manydepth2.py --part speed            # 640×192, batch 1, ms/frame and peak RSS
     python bench/bench_manydepth2.py --part claim --steps 300 --train-sequences 8 --test-seeds 2000-2003
+    python bench/bench_manydepth2.py --part claim --methods manydepth --seeds 1-3 --eval-every 100   # learning
 
 Speed: every configuration runs in its own process (so peak RSS is its own) with random weights, one frame after
 another as a stream through the DepthEstimator when it serves the method (else the model's own calls: pose net,
@@ -11,9 +12,11 @@ flow, teacher, student); figures are medians and ratios against Manydepth measur
 Claim: no optical-flow weights can be downloaded here, and a flow network with random weights says nothing, so
 the flow variant is trained and tested with the synthetic set's exact optical flow ("oracle flow", an upper bound
 on what GMFlow gives); Manydepth2-NF (no flow) and Manydepth use no flow at all. With ``--flow-weights`` the real
-GMFlow/RAFT variant is run as well. Colour/flip augmentation is off for all methods (the oracle flow is not
+GMFlow/RAFT variant is run as well. Colour/flip augmentation is off unless ``--augment`` (the oracle flow is not
 flipped); the static reference is active from step 0 (``flow_start_epoch`` 0) since short runs have few epochs.
-Results go to bench/results/manydepth2.json.
+Each method is trained once per training seed (``--seeds``), from random weights, and scored on the held-out
+seeds before, during (``--eval-every``) and after training; with several seeds the trained/untrained ratio of
+static abs_rel is summarised (median and worst). Results go to bench/results/manydepth2.json.
 """
 
 from __future__ import annotations
@@ -224,29 +227,31 @@ CLAIM_METHODS = {
 }
 
 
-def _train_config(args, fields: dict):
+def _train_config(args, fields: dict, seed: int):
     from mgdepth_core.train.config import LossConfig, OptimConfig, TrainConfig
 
     model = ModelConfig(height=args.claim_height, width=args.claim_width, pretrained=False,
                         num_depth_bins=args.bins, flow_start_epoch=0, static_reference=args.static_reference,
                         flow_weights=args.flow_weights, **fields)
     data = DataConfig(dataset="synthetic", height=args.claim_height, width=args.claim_width, frame_ids=[0, -1, 1],
-                      augment=False, synthetic_seed=0, synthetic_sequences=args.train_sequences,
+                      augment=args.augment, synthetic_seed=0, synthetic_sequences=args.train_sequences,
                       synthetic_frames=args.frames_per_sequence, num_workers=0)
     return TrainConfig(model=model, data=data, optim=OptimConfig(batch_size=args.batch_size, epochs=1000,
                                                                  freeze_teacher_epoch=-1),
-                       losses=LossConfig(pose_source=args.pose_source, dataset_pose_scale=args.dataset_pose_scale),
-                       max_steps=args.steps, seed=args.seed,
+                       losses=LossConfig(pose_source=args.pose_source, dataset_pose_scale=args.dataset_pose_scale,
+                                         automask_warmup_steps=args.automask_warmup_steps),
+                       max_steps=args.steps, seed=seed,
                        log_frequency=10 ** 9, save_frequency=10 ** 6, device="cpu")
 
 
-def _trainer(args, name: str, run_dir: Path):
-    """A Trainer for method ``name`` on the training seeds (the exact flow attached for the oracle variant)."""
+def _trainer(args, name: str, run_dir: Path, seed: int):
+    """A Trainer for method ``name`` on the training sequences with training seed ``seed`` (the exact flow
+    attached for the oracle variant)."""
     from mgdepth_core.train.trainer import DynamicObjectsHook, Trainer
 
-    config = _train_config(args, CLAIM_METHODS[name])
+    config = _train_config(args, CLAIM_METHODS[name], seed)
     dataset = SyntheticDynamicDataset(list(range(args.train_sequences)), args.frames_per_sequence,
-                                      args.claim_height, args.claim_width, [0, -1, 1], augment=False)
+                                      args.claim_height, args.claim_width, [0, -1, 1], augment=args.augment)
     oracle = name == "manydepth2_oracle_flow"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -305,44 +310,95 @@ def _cell(row: dict, subset: str, key: str) -> str:
     return "n/a" if row[subset] is None else f"{row[subset][key]:.4f}"
 
 
+def _train_and_score(args, name: str, seed: int, run_dir: Path) -> dict:
+    """Train method ``name`` from random weights with training seed ``seed``; held-out scores before, during
+    (every ``--eval-every`` steps) and after."""
+    trainer = _trainer(args, name, run_dir, seed)
+    untrained = _evaluate(args, name, trainer)
+    curve, seconds = [], 0.0
+    checkpoints = list(range(args.eval_every, args.steps, args.eval_every)) if args.eval_every else []
+    for target in checkpoints + [args.steps]:
+        trainer.config.max_steps = target
+        start = time.perf_counter()
+        trainer.train()
+        seconds += time.perf_counter() - start
+        scores = _evaluate(args, name, trainer)
+        curve.append({"step": target, **{network: {"photometric_all_pixels": scores[network]["photometric_all_pixels"],
+                                                  "static_abs_rel": scores[network]["static"]["abs_rel"]}
+                                         for network in ("teacher", "student")}})
+        if target != args.steps:
+            print(f"    step {target}: static abs_rel teacher {curve[-1]['teacher']['static_abs_rel']:.3f}, "
+                  f"student {curve[-1]['student']['static_abs_rel']:.3f}", flush=True)
+    return {"untrained": untrained, "trained": scores, "curve": curve, "train_seconds": seconds}
+
+
+def _claim_job(args, name: str, seed: int, scratch: str) -> tuple[str, int, dict]:
+    """One (method, seed) run; a process of its own with ``--jobs`` > 1."""
+    torch.set_num_threads(args.threads)
+    print(f"training {name} (seed {seed}): {args.steps} steps, batch {args.batch_size}, {args.claim_width}×"
+          f"{args.claim_height}, train seeds 0..{args.train_sequences - 1}, poses from {args.pose_source}", flush=True)
+    run = _train_and_score(args, name, seed, Path(scratch) / f"{name}_{seed}")
+    student = run["trained"]["student"]
+    print(f"  {name} (seed {seed}) trained in {run['train_seconds']:.0f} s; student abs_rel static "
+          f"{_cell(student, 'static', 'abs_rel')}, moving {_cell(student, 'dynamic', 'abs_rel')}", flush=True)
+    return name, seed, run
+
+
 def bench_claim(args) -> dict:
     torch.set_num_threads(args.threads)
     if "manydepth2_flow_net" in args.methods and not args.flow_weights:
         raise SystemExit("manydepth2_flow_net needs --flow-weights (a GMFlow or RAFT checkpoint)")
-    rows = {}
+    if args.augment and "manydepth2_oracle_flow" in args.methods:
+        raise SystemExit("--augment flips samples, and the exact flow of manydepth2_oracle_flow is not flipped")
+    rows: dict[str, dict] = {name: {"runs": {}} for name in args.methods}
     with tempfile.TemporaryDirectory() as scratch:
-        for name in args.methods:
-            print(f"training {name}: {args.steps} steps, batch {args.batch_size}, {args.claim_width}×"
-                  f"{args.claim_height}, train seeds 0..{args.train_sequences - 1}, poses from {args.pose_source}",
-                  flush=True)
-            trainer = _trainer(args, name, Path(scratch) / name)
-            untrained = _evaluate(args, name, trainer)
-            start = time.perf_counter()
-            trainer.train()
-            seconds = time.perf_counter() - start
-            rows[name] = {"untrained": untrained, "trained": _evaluate(args, name, trainer), "train_seconds": seconds}
-            student = rows[name]["trained"]["student"]
-            print(f"  {name}: trained in {seconds:.0f} s; student abs_rel static {_cell(student, 'static', 'abs_rel')}"
-                  f", moving {_cell(student, 'dynamic', 'abs_rel')}", flush=True)
-    print(f"\nHeld-out seeds {args.test_seeds} (every {args.test_stride}th frame), median scaling, depth ≤ 80 m; "
+        jobs = [(args, name, seed, scratch) for name in args.methods for seed in args.seeds]
+        if args.jobs > 1:
+            with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
+                finished = pool.starmap(_claim_job, jobs)
+        else:
+            finished = [_claim_job(*job) for job in jobs]
+    for name, seed, run in finished:
+        rows[name]["runs"][seed] = run
+    for row in rows.values():
+        row["summary"] = _summary(row["runs"])
+    print(f"\nHeld-out seeds {args.test_seeds} (one frame in {args.test_stride}), median scaling, depth ≤ 80 m; "
           f"{args.steps} steps, poses from {args.pose_source}; photometric at scale 0: masked = the loss as "
           f"trained, all = min reprojection error over all pixels")
-    print(f"{'method':<24}{'network':<9}{'state':<11}{'masked':>8}{'all':>8}{'abs_rel static':>15}{'a1 static':>11}"
-          f"{'abs_rel moving':>16}{'a1 moving':>11}{'abs_rel all':>13}")
+    print(f"{'method':<24}{'seed':>5} {'network':<9}{'state':<11}{'masked':>8}{'all':>8}{'abs_rel static':>15}"
+          f"{'a1 static':>11}{'abs_rel moving':>16}{'a1 moving':>11}{'abs_rel all':>13}")
     for name, row in rows.items():
-        for network in ("teacher", "student"):
-            for state in ("untrained", "trained"):
-                cells = row[state][network]
-                print(f"{name:<24}{network:<9}{state:<11}{cells['photometric_loss']:>8.4f}"
-                      f"{cells['photometric_all_pixels']:>8.4f}"
-                      f"{_cell(cells, 'static', 'abs_rel'):>15}{_cell(cells, 'static', 'a1'):>11}"
-                      f"{_cell(cells, 'dynamic', 'abs_rel'):>16}{_cell(cells, 'dynamic', 'a1'):>11}"
-                      f"{_cell(cells, 'overall', 'abs_rel'):>13}")
+        for seed, run in row["runs"].items():
+            for network in ("teacher", "student"):
+                for state in ("untrained", "trained"):
+                    cells = run[state][network]
+                    print(f"{name:<24}{seed:>5} {network:<9}{state:<11}{cells['photometric_loss']:>8.4f}"
+                          f"{cells['photometric_all_pixels']:>8.4f}"
+                          f"{_cell(cells, 'static', 'abs_rel'):>15}{_cell(cells, 'static', 'a1'):>11}"
+                          f"{_cell(cells, 'dynamic', 'abs_rel'):>16}{_cell(cells, 'dynamic', 'a1'):>11}"
+                          f"{_cell(cells, 'overall', 'abs_rel'):>13}")
+    if len(args.seeds) > 1:
+        print(f"\nOver training seeds {args.seeds}: static abs_rel trained / untrained (median, worst)")
+        for name, row in rows.items():
+            for network, ratios in row["summary"].items():
+                print(f"{name:<24}{network:<9} median {ratios['median_ratio']:.3f}  worst {ratios['worst_ratio']:.3f}")
     return {"steps": args.steps, "batch_size": args.batch_size, "height": args.claim_height,
             "width": args.claim_width, "train_seeds": list(range(args.train_sequences)),
-            "test_seeds": args.test_seeds, "test_stride": args.test_stride, "seed": args.seed,
+            "test_seeds": args.test_seeds, "test_stride": args.test_stride, "seeds": args.seeds,
+            "augment": args.augment, "automask_warmup_steps": args.automask_warmup_steps,
             "pose_source": args.pose_source, "dataset_pose_scale": args.dataset_pose_scale,
             "static_reference": args.static_reference, "rows": rows}
+
+
+def _summary(runs: dict) -> dict:
+    """Per network: the trained/untrained ratio of static abs_rel over the training seeds (median and worst)."""
+    summary = {}
+    for network in ("teacher", "student"):
+        ratios = [run["trained"][network]["static"]["abs_rel"] / run["untrained"][network]["static"]["abs_rel"]
+                  for run in runs.values()]
+        summary[network] = {"ratios": ratios, "median_ratio": float(np.median(ratios)),
+                            "worst_ratio": float(max(ratios))}
+    return summary
 
 
 def main() -> int:
@@ -372,7 +428,17 @@ def main() -> int:
     claim.add_argument("--static-reference", choices=["paper", "release"], default="paper",
                        help="static reference construction for the Manydepth2 flow variants")
     claim.add_argument("--flow-weights", default="", help="GMFlow/RAFT checkpoint for manydepth2_flow_net")
-    claim.add_argument("--seed", type=int, default=1, help="training seed (same for every method)")
+    claim.add_argument("--seeds", type=_parse_seeds, default=[1],
+                       help="training seeds, one run per method and seed, e.g. 1-3 (the same for every method)")
+    claim.add_argument("--eval-every", type=int, default=0,
+                       help="also score the held-out frames every N steps during training (0 = before and after)")
+    claim.add_argument("--jobs", type=int, default=1,
+                       help="runs trained at once, each in a process of its own with --threads threads")
+    claim.add_argument("--automask-warmup-steps", type=int, default=0,
+                       help="teacher loss without auto-masking for the first N steps (losses.automask_warmup_steps)")
+    claim.add_argument("--augment", action="store_true",
+                       help="colour jitter and horizontal flips on training samples (the release's default; not "
+                            "with manydepth2_oracle_flow)")
     claim.add_argument("--pose-source", choices=["network", "dataset"], default="dataset",
                        help="poses for the warps and the cost volume: the pose net (self-supervised) or the "
                             "synthetic set's true ego-motion (losses.pose_source)")

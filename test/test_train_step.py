@@ -179,3 +179,32 @@ def test_frozen_step_changes_only_the_student(tmp_path):
     after = trainer.model.state_dict()
     changed = {k.split(".")[0] for k in before if not torch.equal(before[k], after[k])}
     assert changed == {"encoder", "depth"}  # teacher, pose (BN statistics included) and the depth bins are fixed
+
+
+def test_automask_warmup_scores_every_pixel_until_its_step_then_auto_masks(tmp_path):
+    """Before ``automask_warmup_steps`` the teacher's reprojection term is the plain per-pixel minimum over all
+    pixels; from that step on (and in evaluation, step None) it is the auto-masked mean, which differs."""
+    config = tiny_config(losses={"automask_warmup_steps": 3, "matching_augmentation": False})
+    torch.manual_seed(0)
+    step = TrainingStep(build_model(config.model), config).eval()
+    batch = _batch(config, [1, 2])
+    with torch.no_grad():
+        outputs, warmup = step(batch, 0, 2)
+        errors = step._reprojection_errors(batch, outputs, outputs["teacher_depth"][0], outputs["poses"], "teacher",
+                                           0)
+        every_pixel = torch.cat(errors, 1).min(1).values.mean()
+        terms = {}
+        for step_index in (3, None):
+            torch.manual_seed(1)  # the auto-mask's tie-break noise
+            terms[step_index] = step(batch, 0, step_index)[1]["teacher/reprojection/0"]
+    assert warmup["teacher/reprojection/0"] == pytest.approx(every_pixel.item(), rel=1e-6)
+    assert terms[3] == terms[None]
+    assert abs(terms[3].item() - every_pixel.item()) > 1e-3
+
+    trainer = Trainer(tiny_config(tmp_path, losses={"automask_warmup_steps": 1}, max_steps=2), tmp_path / "run")
+    seen = []
+    automasking = trainer.step_module.automasking
+    trainer.step_module.automasking = lambda index: seen.append(index) or automasking(index)
+    trainer.train()
+    assert seen == [0, 1]  # the trainer hands its optimisation step to the loss
+    assert [automasking(index) for index in seen] == [False, True]

@@ -38,10 +38,15 @@ def normalise_image(image: torch.Tensor) -> torch.Tensor:
     return (image - 0.45) / 0.225
 
 
+def imagenet_weights_path(num_layers: int) -> str:
+    """Where torchvision's ImageNet file for a ResNet-18/50 lies in the torch hub cache (it may be absent)."""
+    check_num_layers(num_layers)
+    return os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(IMAGENET_WEIGHTS[num_layers].url))
+
+
 def cached_imagenet_state(num_layers: int) -> dict[str, torch.Tensor] | None:
     """torchvision's ImageNet state dict from the torch hub cache, or None when it is not on disk."""
-    url = IMAGENET_WEIGHTS[num_layers].url
-    path = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(url))
+    path = imagenet_weights_path(num_layers)
     if not os.path.isfile(path):
         log.warning("ImageNet weights for ResNet-%d not found at %s: starting from random initialisation "
                     "(nothing is downloaded)", num_layers, path)

@@ -42,6 +42,10 @@ class LossConfig:
     static_camera_probability: float = option(0.25, "matching augmentation: probability of the static-camera case")
     zero_pose_probability: float = option(0.25, "matching augmentation: probability of the zero-pose case")
     disable_automasking: bool = option(False, "teacher loss without Monodepth2 auto-masking")
+    automask_warmup_steps: int = option(
+        0, "teacher loss without auto-masking for the first N optimisation steps, then with it; from random "
+           "weights auto-masking at step 0 can lock the pose net into a sideways drift (docs/training.md); "
+           "0 = auto-masking from the start, as the release")
     disable_motion_masking: bool = option(False, "student: do not mask out pixels where cost volume and teacher "
                                                  "disagree (trust mask = confidence only)")
     depth_bin_momentum: float = option(0.99, "EMA momentum of the adaptive cost-volume depth range")

@@ -12,7 +12,8 @@ One optimisation step (:class:`TrainingStep`):
    zero pose (empty cost volume). Both set the sample's augmentation mask.
 4. Teacher (single frame) forward and the standard Monodepth2 loss: every scale's disparity upsampled to full
    resolution, photometric SSIM + L1 error of each warped source, per-pixel minimum over sources,
-   auto-masking, edge-aware smoothness 1e-3/2^s on mean-normalised disparity at the scale's own size.
+   auto-masking (after ``losses.automask_warmup_steps``), edge-aware smoothness 1e-3/2^s on mean-normalised
+   disparity at the scale's own size.
 5. Student forward (``model.multi_frame_forward``) with the detached teacher depth as context (Manydepth2).
 6. Trust mask M = confidence ∧ factor-2 agreement of cost-volume depth and teacher depth, at full resolution.
 7. Student loss (no auto-masking): reprojection on M·(1 − aug), consistency |D − D_teacher| on the rest (mean
@@ -27,6 +28,7 @@ scheduler starts from the base rate again, so Manydepth's 20-epoch recipe never 
 from __future__ import annotations
 
 import logging
+import os
 import random
 import signal
 import threading
@@ -119,7 +121,7 @@ def _to_device(value: Any, device: torch.device) -> Any:
 
 
 class TrainingStep(nn.Module):
-    """Manydepth's ``process_batch`` as a module: ``forward(inputs, epoch) → (outputs, losses)``.
+    """Manydepth's ``process_batch`` as a module: ``forward(inputs, epoch, step) → (outputs, losses)``.
 
     It owns the model, so DistributedDataParallel can wrap it and all-reduce every gradient the step produces.
     ``losses["loss"]`` is the scalar to minimise; the other entries are detached terms for logging.
@@ -138,9 +140,11 @@ class TrainingStep(nn.Module):
             raise ConfigError(f"data.frame_ids {config.data.frame_ids} must contain -1 (the cost-volume frame)")
 
     # ----------------------------------------------------------------------------------------------------------
-    def forward(self, inputs: dict, epoch: int = 0) -> tuple[dict, dict]:
+    def forward(self, inputs: dict, epoch: int = 0, step: int | None = None) -> tuple[dict, dict]:
+        """``epoch`` and ``step`` (0-based optimisation step; None = a step after every warm-up, e.g. for
+        evaluation) select the parts of the recipe that depend on the training progress."""
         train_teacher = not self.teacher_frozen
-        outputs: dict[str, Any] = {"epoch": epoch}
+        outputs: dict[str, Any] = {"epoch": epoch, "step": step}
         with torch.set_grad_enabled(train_teacher and torch.is_grad_enabled()):
             outputs["poses"] = self.loss_poses(inputs)
             outputs["teacher"] = self.model.teacher_forward(inputs["color_aug"][0])
@@ -261,16 +265,24 @@ class TrainingStep(nn.Module):
             image = F.interpolate(image, disp.shape[-2:], mode="bilinear", align_corners=False, antialias=True)
         return self.config.losses.smoothness_weight * losses.edge_aware_smoothness(disp, image) / (2 ** scale)
 
+    def automasking(self, step: int | None) -> bool:
+        """Whether the teacher loss of optimisation ``step`` (None = after the warm-up) is auto-masked."""
+        options = self.config.losses
+        return not options.disable_automasking and (step is None or step >= options.automask_warmup_steps)
+
     def teacher_loss(self, inputs: dict, outputs: dict, terms: dict) -> torch.Tensor:
-        """Monodepth2 loss of the teacher: auto-masked min reprojection + smoothness, mean over scales."""
+        """Monodepth2 loss of the teacher: min reprojection (auto-masked, see :meth:`automasking`) + smoothness,
+        mean over scales."""
         target = inputs["color"][0]
         alpha = self.config.losses.ssim_weight
-        identity = [losses.photometric_error(inputs["color"][f], target, alpha) for f in self.source_ids]
+        automasking = self.automasking(outputs.get("step"))
+        if automasking:
+            identity = [losses.photometric_error(inputs["color"][f], target, alpha) for f in self.source_ids]
         total = 0.0
         for scale in range(self.config.losses.num_scales):
             errors = self._reprojection_errors(inputs, outputs, outputs["teacher_depth"][scale], outputs["poses"],
                                                "teacher", scale)
-            if self.config.losses.disable_automasking:
+            if not automasking:
                 per_pixel = torch.cat(errors, 1).min(1, keepdim=True).values
                 reprojection = per_pixel.mean()
             else:
@@ -343,6 +355,7 @@ class Trainer:
 
         self.dataset = dataset if dataset is not None else build_dataset(config.data, "train", training=True)
         self._check_dataset()
+        self._warn_about_cold_start()
         self.model = build_model(config.model).to(self.device)
         self.step_module = TrainingStep(self.model, config, build_dynamic_objects_hook(config)).to(self.device)
         self.trainable = self.step_module
@@ -377,6 +390,18 @@ class Trainer:
         if len(self.dataset) < batch:
             raise ValueError(f"data: {where} has {len(self.dataset)} training samples, fewer than one batch "
                              f"({batch} = optim.batch_size × processes)")
+
+    def _warn_about_cold_start(self) -> None:
+        """The pose net from random weights with auto-masking from step 0 tends to lock into a sideways drift."""
+        from mgdepth_core.models.resnet import imagenet_weights_path
+
+        losses_config, model = self.config.losses, self.config.model
+        imagenet = model.pretrained and os.path.isfile(imagenet_weights_path(model.teacher_num_layers))
+        if (self.context.is_main and not imagenet and losses_config.pose_source == "network"
+                and not losses_config.disable_automasking and losses_config.automask_warmup_steps == 0):
+            LOG.warning("the pose and depth nets start from random weights with auto-masking from step 0: such runs "
+                        "often lock into a sideways-translation solution; set losses.automask_warmup_steps (e.g. "
+                        "200, see docs/training.md)")
 
     def _trainable_parameters(self) -> Iterator[nn.Parameter]:
         if self.step_module.teacher_frozen:
@@ -545,7 +570,7 @@ class Trainer:
         try:
             for inputs in loader:
                 started = time.perf_counter()
-                outputs, step_losses = self.trainable(_to_device(inputs, self.device), self.epoch)
+                outputs, step_losses = self.trainable(_to_device(inputs, self.device), self.epoch, self.step)
                 self._check_finite(step_losses)
                 self.optimizer.zero_grad(set_to_none=True)
                 step_losses["loss"].backward()

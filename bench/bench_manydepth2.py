@@ -4,6 +4,7 @@ same budget on the synthetic dynamic-scene set, scored on static and on moving-o
     python bench/bench_manydepth2.py --part speed            # 640×192, batch 1, ms/frame and peak RSS
     python bench/bench_manydepth2.py --part claim --steps 300 --train-sequences 8 --test-seeds 2000-2003
     python bench/bench_manydepth2.py --part claim --methods manydepth --seeds 1-3 --eval-every 100   # learning
+    python bench/bench_manydepth2.py --part cold-start --seeds 1-3 --train-sequences 8 --frames-per-sequence 30
 
 Speed: every configuration runs in its own process (so peak RSS is its own) with random weights, one frame after
 another as a stream through the DepthEstimator when it serves the method (else the model's own calls: pose net,
@@ -401,10 +402,64 @@ def _summary(runs: dict) -> dict:
     return summary
 
 
+# --------------------------------------------------------------------------------------------------- cold start
+def bench_cold_start(args) -> dict:
+    """Which way the teacher loss first pushes a randomly initialised pose net: the descent direction of the
+    loss w.r.t. the translation of each loss pose T_s_0, compared with the true translation (cosine, mean over
+    one batch of training samples), with and without auto-masking, for ``--seeds`` initialisations."""
+    from mgdepth_core.train.config import LossConfig, TrainConfig
+    from mgdepth_core.train.trainer import TrainingStep
+
+    torch.set_num_threads(args.threads)
+    data = SyntheticDynamicDataset(list(range(args.train_sequences)), args.frames_per_sequence, args.claim_height,
+                                   args.claim_width, [0, -1, 1], augment=False)
+    batch = default_collate([data[i] for i in range(0, len(data), max(len(data) // args.cold_start_samples, 1))])
+    model_config = ModelConfig(method="manydepth", height=args.claim_height, width=args.claim_width,
+                               pretrained=False, num_depth_bins=args.bins)
+    rows = []
+    for seed in args.seeds:
+        row = {"seed": seed}
+        for automasking in (True, False):
+            torch.manual_seed(seed)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                config = TrainConfig(model=model_config, data=DataConfig(dataset="synthetic", height=args.claim_height,
+                                                                         width=args.claim_width),
+                                     losses=LossConfig(disable_automasking=not automasking))
+                step = TrainingStep(build_model(model_config), config).train()
+            outputs = {"poses": step.loss_poses(batch)}
+            for pose in outputs["poses"].values():
+                pose.retain_grad()
+            outputs["teacher"] = step.model.teacher_forward(batch["color_aug"][0])
+            outputs["teacher_depth"] = step.full_resolution_depths(outputs["teacher"])
+            step.teacher_loss(batch, outputs, {}).backward()
+            descent = {f: -outputs["poses"][f].grad[:, :3, 3] for f in (-1, 1)}
+            key = "auto_masked" if automasking else "every_pixel"
+            row[key] = {"cosine_to_true": float(np.mean([
+                torch.nn.functional.cosine_similarity(descent[f], batch["pose_gt"][f][:, :3, 3], dim=1).mean().item()
+                for f in (-1, 1)])), "descent_T_1_0": descent[1].mean(0).tolist()}
+        row["initial_translation_T_1_0"] = outputs["poses"][1][:, :3, 3].detach().mean(0).tolist()
+        rows.append(row)
+    print(f"\nCold start: descent direction of the teacher loss w.r.t. the loss poses' translation at random "
+          f"initialisation ({len(batch['index'])} samples, {args.claim_width}×{args.claim_height}); cosine to the true "
+          f"translation, mean over T_-1_0 and T_1_0")
+    print(f"{'seed':>5}{'initial t of T_1_0':>28}{'auto-masked':>13}{'descent (T_1_0)':>28}{'every pixel':>13}"
+          f"{'descent (T_1_0)':>28}")
+
+    def vector(values):
+        return "(" + ", ".join(f"{v:+.4f}" for v in values) + ")"
+    for row in rows:
+        print(f"{row['seed']:>5}{vector(row['initial_translation_T_1_0']):>28}"
+              f"{row['auto_masked']['cosine_to_true']:>13.3f}{vector(row['auto_masked']['descent_T_1_0']):>28}"
+              f"{row['every_pixel']['cosine_to_true']:>13.3f}{vector(row['every_pixel']['descent_T_1_0']):>28}")
+    return {"samples": len(batch["index"]), "height": args.claim_height, "width": args.claim_width, "rows": rows}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=["speed", "claim", "all"], default="all", help="which benchmark to run")
+    parser.add_argument("--part", choices=["speed", "claim", "cold-start", "all"], default="all",
+                        help="which benchmark to run (all = speed and claim)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     speed = parser.add_argument_group("speed")
     speed.add_argument("--height", type=int, default=192, help="input height, pixels")
@@ -432,6 +487,8 @@ def main() -> int:
                        help="training seeds, one run per method and seed, e.g. 1-3 (the same for every method)")
     claim.add_argument("--eval-every", type=int, default=0,
                        help="also score the held-out frames every N steps during training (0 = before and after)")
+    claim.add_argument("--cold-start-samples", type=int, default=8,
+                       help="cold-start part: training samples in the batch whose gradient is measured")
     claim.add_argument("--jobs", type=int, default=1,
                        help="runs trained at once, each in a process of its own with --threads threads")
     claim.add_argument("--automask-warmup-steps", type=int, default=0,
@@ -453,6 +510,8 @@ def main() -> int:
         measured["speed"] = bench_speed(args)
     if args.part in ("claim", "all"):
         measured["claim"] = bench_claim(args)
+    if args.part == "cold-start":
+        measured["cold_start"] = bench_cold_start(args)
     results = json.loads(args.results.read_text()) if args.results.is_file() else {}
     results.update(measured)
     write_results(results, args.results)

@@ -15,6 +15,8 @@ the flow variant is trained and tested with the synthetic set's exact optical fl
 on what GMFlow gives); Manydepth2-NF (no flow) and Manydepth use no flow at all. With ``--flow-weights`` the real
 GMFlow/RAFT variant is run as well. Colour/flip augmentation is off unless ``--augment`` (the oracle flow is not
 flipped); the static reference is active from step 0 (``flow_start_epoch`` 0) since short runs have few epochs.
+Poses come from the pose net (as the papers), with the auto-masking warm-up that a start from random weights
+needs (``--automask-warmup-steps``), or with ``--pose-source dataset`` from the synthetic set's known ego-motion.
 Each method is trained once per training seed (``--seeds``), from random weights, and scored on the held-out
 seeds before, during (``--eval-every``) and after training; with several seeds the trained/untrained ratio of
 static abs_rel is summarised (median and worst). Results go to bench/results/manydepth2.json.
@@ -491,12 +493,13 @@ def main() -> int:
                        help="cold-start part: training samples in the batch whose gradient is measured")
     claim.add_argument("--jobs", type=int, default=1,
                        help="runs trained at once, each in a process of its own with --threads threads")
-    claim.add_argument("--automask-warmup-steps", type=int, default=0,
-                       help="teacher loss without auto-masking for the first N steps (losses.automask_warmup_steps)")
+    claim.add_argument("--automask-warmup-steps", type=int, default=200,
+                       help="teacher loss without auto-masking for the first N steps (losses.automask_warmup_steps; "
+                            "0 = the release, which locks into a sideways drift from random weights)")
     claim.add_argument("--augment", action="store_true",
                        help="colour jitter and horizontal flips on training samples (the release's default; not "
                             "with manydepth2_oracle_flow)")
-    claim.add_argument("--pose-source", choices=["network", "dataset"], default="dataset",
+    claim.add_argument("--pose-source", choices=["network", "dataset"], default="network",
                        help="poses for the warps and the cost volume: the pose net (self-supervised) or the "
                             "synthetic set's true ego-motion (losses.pose_source)")
     claim.add_argument("--dataset-pose-scale", type=float, default=0.1,

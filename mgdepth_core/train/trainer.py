@@ -392,16 +392,16 @@ class Trainer:
                              f"({batch} = optim.batch_size × processes)")
 
     def _warn_about_cold_start(self) -> None:
-        """The pose net from random weights with auto-masking from step 0 tends to lock into a sideways drift."""
+        """Random weights with auto-masking from step 0 tend to lock into a wrong solution (docs/training.md)."""
         from mgdepth_core.models.resnet import imagenet_weights_path
 
         losses_config, model = self.config.losses, self.config.model
         imagenet = model.pretrained and os.path.isfile(imagenet_weights_path(model.teacher_num_layers))
-        if (self.context.is_main and not imagenet and losses_config.pose_source == "network"
-                and not losses_config.disable_automasking and losses_config.automask_warmup_steps == 0):
-            LOG.warning("the pose and depth nets start from random weights with auto-masking from step 0: such runs "
-                        "often lock into a sideways-translation solution; set losses.automask_warmup_steps (e.g. "
-                        "200, see docs/training.md)")
+        if (self.context.is_main and not imagenet and not losses_config.disable_automasking
+                and losses_config.automask_warmup_steps == 0):
+            LOG.warning("the networks start from random weights with auto-masking from step 0: such runs often lock "
+                        "into a wrong solution (a sideways drift of the pose net, or depth that fits the images but "
+                        "not the scene); set losses.automask_warmup_steps (e.g. 200, see docs/training.md)")
 
     def _trainable_parameters(self) -> Iterator[nn.Parameter]:
         if self.step_module.teacher_frozen:

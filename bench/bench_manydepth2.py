@@ -429,11 +429,9 @@ def bench_cold_start(args) -> dict:
                                                                          width=args.claim_width),
                                      losses=LossConfig(disable_automasking=not automasking))
                 step = TrainingStep(build_model(model_config), config).train()
-            outputs = {"poses": step.loss_poses(batch)}
+            outputs = step.teacher_pass(batch)
             for pose in outputs["poses"].values():
                 pose.retain_grad()
-            outputs["teacher"] = step.model.teacher_forward(batch["color_aug"][0])
-            outputs["teacher_depth"] = step.full_resolution_depths(outputs["teacher"])
             step.teacher_loss(batch, outputs, {}).backward()
             descent = {f: -outputs["poses"][f].grad[:, :3, 3] for f in (-1, 1)}
             key = "auto_masked" if automasking else "every_pixel"

@@ -69,9 +69,7 @@ def _pose_cosine_after_teacher_steps(warmup_steps: int, steps: int) -> float:
     cosines = []
     for index in range(steps):
         batch = default_collate([data[int(i)] for i in order[4 * index:4 * index + 4]])
-        outputs = {"step": index, "poses": step.loss_poses(batch)}
-        outputs["teacher"] = step.model.teacher_forward(batch["color_aug"][0])
-        outputs["teacher_depth"] = step.full_resolution_depths(outputs["teacher"])
+        outputs = step.teacher_pass(batch, step=index)
         loss = step.teacher_loss(batch, outputs, {})
         optimizer.zero_grad()
         loss.backward()

@@ -144,11 +144,7 @@ class TrainingStep(nn.Module):
         """``epoch`` and ``step`` (0-based optimisation step; None = a step after every warm-up, e.g. for
         evaluation) select the parts of the recipe that depend on the training progress."""
         train_teacher = not self.teacher_frozen
-        outputs: dict[str, Any] = {"epoch": epoch, "step": step}
-        with torch.set_grad_enabled(train_teacher and torch.is_grad_enabled()):
-            outputs["poses"] = self.loss_poses(inputs)
-            outputs["teacher"] = self.model.teacher_forward(inputs["color_aug"][0])
-        outputs["teacher_depth"] = self.full_resolution_depths(outputs["teacher"])
+        outputs = self.teacher_pass(inputs, epoch, step)
         self.hook.prepare(inputs, outputs)
 
         lookup, T_lookup_current, augmentation_mask = self.matching_inputs(inputs)
@@ -173,6 +169,16 @@ class TrainingStep(nn.Module):
         losses_out = {name: value.detach() for name, value in terms.items()}
         losses_out["loss"] = total
         return outputs, losses_out
+
+    def teacher_pass(self, inputs: dict, epoch: int = 0, step: int | None = None) -> dict[str, Any]:
+        """Steps 1 and 4 without the loss: ``{"epoch", "step", "poses", "teacher", "teacher_depth"}``, with
+        gradients while the teacher trains; :meth:`teacher_loss` scores it."""
+        outputs: dict[str, Any] = {"epoch": epoch, "step": step}
+        with torch.set_grad_enabled(not self.teacher_frozen and torch.is_grad_enabled()):
+            outputs["poses"] = self.loss_poses(inputs)
+            outputs["teacher"] = self.model.teacher_forward(inputs["color_aug"][0])
+        outputs["teacher_depth"] = self.full_resolution_depths(outputs["teacher"])
+        return outputs
 
     # ----------------------------------------------------------------------------------------------------------
     def loss_poses(self, inputs: dict) -> dict[int, torch.Tensor]:

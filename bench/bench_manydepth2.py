@@ -13,8 +13,8 @@ flow, teacher, student); figures are medians and ratios against Manydepth measur
 Claim: no optical-flow weights can be downloaded here, and a flow network with random weights says nothing, so
 the flow variant is trained and tested with the synthetic set's exact optical flow ("oracle flow", an upper bound
 on what GMFlow gives); Manydepth2-NF (no flow) and Manydepth use no flow at all. With ``--flow-weights`` the real
-GMFlow/RAFT variant is run as well. Colour/flip augmentation is off unless ``--augment`` (the oracle flow is not
-flipped); the static reference is active from step 0 (``flow_start_epoch`` 0) since short runs have few epochs.
+GMFlow/RAFT variant is run as well. Colour/flip augmentation is off unless ``--augment`` (the exact flow is flipped
+with its sample); the static reference is active from step 0 (``flow_start_epoch`` 0) since short runs have few epochs.
 Poses come from the pose net (as the papers), with the auto-masking warm-up that a start from random weights
 needs (``--automask-warmup-steps``), or with ``--pose-source dataset`` from the synthetic set's known ego-motion.
 Each method is trained once per training seed (``--seeds``), from random weights, and scored on the held-out
@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, default_collate
+from torch.utils.data import default_collate
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -49,9 +49,6 @@ from mgdepth_core.eval.metrics import dynamic_mask_from_instances, evaluate_dept
 from mgdepth_core.geometry import disparity_to_depth
 from mgdepth_core.models import ModelConfig, build_model
 from mgdepth_core.models.flow import downscale_flow
-
-SKY_DEPTH = 1000.0  # metres given to sky pixels when computing the exact flow
-
 
 # --------------------------------------------------------------------------------------------------- speed
 SPEED_CONFIGS = {
@@ -157,44 +154,6 @@ def bench_speed(args) -> dict:
 
 
 # --------------------------------------------------------------------------------------------------- claim
-def true_flow(sequence, target: int, reference: int, depth: np.ndarray, instances: np.ndarray) -> np.ndarray:
-    """Exact optical flow target → reference (2×H×W pixels) of a synthetic sequence, objects' motion included."""
-    height, width = depth.shape
-    depth = np.where(depth > 0, depth, SKY_DEPTH).astype(np.float64)
-    v, u = np.mgrid[0:height, 0:width].astype(np.float64)
-    rays = np.stack([u, v, np.ones_like(u)], -1) @ np.linalg.inv(sequence.K).T
-    T_world_target = sequence.camera_pose(target)
-    points = (rays * depth[..., None]) @ T_world_target[:3, :3].T + T_world_target[:3, 3]
-    for obj in sequence.objects:
-        if obj.moving:
-            points[instances == obj.instance_id] -= obj.velocity * (target - reference)
-    T_reference_world = np.linalg.inv(sequence.camera_pose(reference))
-    camera = points @ T_reference_world[:3, :3].T + T_reference_world[:3, 3]
-    pixels = camera @ sequence.K.T
-    pixels = pixels[..., :2] / pixels[..., 2:]
-    return (pixels - np.stack([u, v], -1)).transpose(2, 0, 1).astype(np.float32)
-
-
-class WithTrueFlow(Dataset):
-    """Synthetic samples plus ``"flow_gt"``: exact flow t → t−1 at 1/4 resolution in 1/4-res pixels."""
-
-    def __init__(self, base: SyntheticDynamicDataset):
-        if base.augment:
-            raise ValueError("WithTrueFlow needs un-augmented samples (the flow is not flipped)")
-        self.base = base
-
-    def __len__(self) -> int:
-        return len(self.base)
-
-    def __getitem__(self, position: int) -> dict:
-        sample = self.base[position]
-        sequence_index, target = self.base.index[position]
-        flow = true_flow(self.base.sequences[sequence_index], target, target - 1, sample["depth_gt"][0].numpy(),
-                         sample["instances"][0][0].numpy())
-        sample["flow_gt"] = downscale_flow(torch.from_numpy(flow)[None], 2)[0]
-        return sample
-
-
 class OracleFlow(torch.nn.Module):
     """Stands in for the flow network during training: returns the flow the batch carries (set by the hook)."""
 
@@ -208,7 +167,7 @@ class OracleFlow(torch.nn.Module):
                  features1: torch.Tensor | None = None, features2: torch.Tensor | None = None) -> torch.Tensor:
         if self.pending is None or self.pending.shape[0] != image1.shape[0]:
             raise RuntimeError("OracleFlow: no exact flow was attached to this batch")
-        return self.pending.to(image1.device)
+        return downscale_flow(self.pending.to(image1.device), scale)
 
 
 def _parse_seeds(text: str) -> list[int]:
@@ -253,18 +212,19 @@ def _trainer(args, name: str, run_dir: Path, seed: int):
     from mgdepth_core.train.trainer import DynamicObjectsHook, Trainer
 
     config = _train_config(args, CLAIM_METHODS[name], seed)
-    dataset = SyntheticDynamicDataset(list(range(args.train_sequences)), args.frames_per_sequence,
-                                      args.claim_height, args.claim_width, [0, -1, 1], augment=args.augment)
     oracle = name == "manydepth2_oracle_flow"
+    dataset = SyntheticDynamicDataset(list(range(args.train_sequences)), args.frames_per_sequence,
+                                      args.claim_height, args.claim_width, [0, -1, 1], augment=args.augment,
+                                      with_flow=oracle)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        trainer = Trainer(config, run_dir, dataset=WithTrueFlow(dataset) if oracle else dataset)
+        trainer = Trainer(config, run_dir, dataset=dataset)
     if oracle:
         trainer.model.flow = OracleFlow()
 
         class AttachFlow(DynamicObjectsHook):
             def prepare(self, inputs: dict, outputs: dict) -> None:
-                trainer.model.flow.pending = inputs["flow_gt"]
+                trainer.model.flow.pending = inputs["flow_gt"][-1]
 
         trainer.step_module.hook = AttachFlow()
     return trainer
@@ -275,9 +235,9 @@ def _evaluate(args, name: str, trainer) -> dict:
     gets the same pose source and flow as in training), plus two held-out photometric figures at scale 0: the
     loss as trained (auto-masked for the teacher, trust-masked for the student: its mask changes with the network,
     so it is not comparable between networks) and the per-pixel minimum reprojection error over all pixels."""
-    base = SyntheticDynamicDataset(args.test_seeds, args.frames_per_sequence, args.claim_height,
-                                   args.claim_width, [0, -1, 1], augment=False)
-    dataset = WithTrueFlow(base) if name == "manydepth2_oracle_flow" else base
+    dataset = SyntheticDynamicDataset(args.test_seeds, args.frames_per_sequence, args.claim_height,
+                                      args.claim_width, [0, -1, 1], augment=False,
+                                      with_flow=name == "manydepth2_oracle_flow")
     step = trainer.step_module.eval()
     depths: dict[str, list[np.ndarray]] = {"teacher": [], "student": []}
     photometric: dict[str, list[float]] = {"teacher": [], "student": []}
@@ -351,8 +311,6 @@ def bench_claim(args) -> dict:
     torch.set_num_threads(args.threads)
     if "manydepth2_flow_net" in args.methods and not args.flow_weights:
         raise SystemExit("manydepth2_flow_net needs --flow-weights (a GMFlow or RAFT checkpoint)")
-    if args.augment and "manydepth2_oracle_flow" in args.methods:
-        raise SystemExit("--augment flips samples, and the exact flow of manydepth2_oracle_flow is not flipped")
     rows: dict[str, dict] = {name: {"runs": {}} for name in args.methods}
     with tempfile.TemporaryDirectory() as scratch:
         jobs = [(args, name, seed, scratch) for name in args.methods for seed in args.seeds]

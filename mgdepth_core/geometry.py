@@ -164,6 +164,41 @@ def inverse_warp(source: torch.Tensor, depth: torch.Tensor, T_source_target: tor
     return warped, valid
 
 
+def splat(values: torch.Tensor, pixels: torch.Tensor, priority: torch.Tensor,
+          size: tuple[int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Move each source pixel's ``values`` to the nearest integer position of ``pixels``; where several land on
+    one pixel the lowest ``priority`` wins (a z-buffer when it is depth).
+
+    ``values``: B×C×h×w; ``pixels``: B×2×h×w target positions (u, v) in the H×W target image (``size``, default
+    h×w); ``priority``: B×1×h×w, only finite values count (non-finite: the point is dropped). Returns (splatted
+    values B×C×H×W, 0 where empty; winning priority B×1×H×W, 0 where empty; valid B×1×H×W bool: some point
+    landed). No gradients.
+    """
+    with torch.no_grad():
+        batch, channels = values.shape[:2]
+        height, width = values.shape[-2:] if size is None else size
+        u = pixels[:, 0].round().reshape(batch, -1)
+        v = pixels[:, 1].round().reshape(batch, -1)
+        key = priority.reshape(batch, -1)
+        ok = (u >= 0) & (u <= width - 1) & (v >= 0) & (v <= height - 1) & torch.isfinite(key) & torch.isfinite(
+            u) & torch.isfinite(v)
+        dump = height * width  # an extra slot that collects every point that falls outside
+        target = v.clamp(0, height - 1).long() * width + u.clamp(0, width - 1).long()
+        target = torch.where(ok, target, torch.full_like(target, dump))
+        key = torch.where(ok, key, torch.full_like(key, float("inf")))
+        best = torch.full((batch, dump + 1), float("inf"), device=key.device, dtype=key.dtype)
+        best.scatter_reduce_(1, target, key, reduce="amin")
+        winner = ok & (key <= best.gather(1, target))
+        out = torch.zeros(batch, channels, dump + 1, device=values.device, dtype=values.dtype)
+        index = torch.where(winner, target, torch.full_like(target, dump))
+        out.scatter_(2, index.unsqueeze(1).expand(-1, channels, -1), values.reshape(batch, channels, -1))
+        best = best[:, :dump]
+        valid = torch.isfinite(best)
+        best = torch.where(valid, best, torch.zeros_like(best))
+        return (out[:, :, :dump].reshape(batch, channels, height, width), best.reshape(batch, 1, height, width),
+                valid.reshape(batch, 1, height, width))
+
+
 def forward_splat(values: torch.Tensor, depth: torch.Tensor, T_target_source: torch.Tensor, K: torch.Tensor,
                   upscale: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Forward-warp (splat) source-frame values into the target frame with a z-buffer.
@@ -175,7 +210,7 @@ def forward_splat(values: torch.Tensor, depth: torch.Tensor, T_target_source: to
     valid B×1×H×W bool: some point landed). No gradients flow (the operation is a discrete assignment).
     """
     with torch.no_grad():
-        batch, channels, height, width = values.shape
+        height, width = values.shape[-2:]
         if upscale > 1:
             values = F.interpolate(values, scale_factor=upscale, mode="nearest")
             depth = F.interpolate(depth, scale_factor=upscale, mode="nearest")
@@ -187,26 +222,8 @@ def forward_splat(values: torch.Tensor, depth: torch.Tensor, T_target_source: to
             K_fine = K
         points = transform_points(T_target_source, backproject(depth, torch.linalg.inv(K_fine)))
         pixels, z = project(points, K)
-        u = pixels[:, 0].round().long().reshape(batch, -1)
-        v = pixels[:, 1].round().long().reshape(batch, -1)
-        z = z.reshape(batch, -1)
-        ok = (u >= 0) & (u < width) & (v >= 0) & (v < height) & (z > 1e-3) & torch.isfinite(z)
-        target = (v.clamp(0, height - 1) * width + u.clamp(0, width - 1))
-        dump = height * width  # an extra slot that collects every point that falls outside
-        target = torch.where(ok, target, torch.full_like(target, dump))
-        z_masked = torch.where(ok, z, torch.full_like(z, float("inf")))
-        zbuffer = torch.full((batch, dump + 1), float("inf"), device=z.device, dtype=z.dtype)
-        zbuffer.scatter_reduce_(1, target, z_masked, reduce="amin")
-        winner = ok & (z_masked <= zbuffer.gather(1, target))
-        flat_values = values.reshape(batch, channels, -1)
-        out = torch.zeros(batch, channels, dump + 1, device=values.device, dtype=values.dtype)
-        index = torch.where(winner, target, torch.full_like(target, dump))
-        out.scatter_(2, index.unsqueeze(1).expand(-1, channels, -1), flat_values)
-        splat_depth = zbuffer[:, :dump]
-        valid = torch.isfinite(splat_depth)
-        splat_depth = torch.where(valid, splat_depth, torch.zeros_like(splat_depth))
-        return (out[:, :, :dump].reshape(batch, channels, height, width),
-                splat_depth.reshape(batch, 1, height, width), valid.reshape(batch, 1, height, width))
+        z = torch.where(z > 1e-3, z, torch.full_like(z, float("inf")))
+        return splat(values, pixels, z, (height, width))
 
 
 def disparity_to_depth(disp: torch.Tensor, min_depth: float = 0.1, max_depth: float = 100.0

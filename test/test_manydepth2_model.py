@@ -3,6 +3,7 @@ teacher depth), Manydepth2-NF, gradients, and weights folders (ours and the offi
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from pathlib import Path
 
@@ -77,7 +78,7 @@ def test_flow_variant_uses_the_static_reference_from_flow_start_epoch_and_raw_fr
                        raw_lookup=raw_lookup, epoch=model.config.flow_start_epoch)
         assert len(model.flow.calls) == 1
         assert model.flow.calls[0][0] is raw_image and model.flow.calls[0][1] is raw_lookup
-        assert late["motion_mask"].shape == (2, 1, HEIGHT // 4, WIDTH // 4) and bool(late["motion_mask"].all())
+        assert late["motion_mask"].shape == (2, 1, HEIGHT, WIDTH) and bool(late["motion_mask"].all())
         assert not torch.equal(late["lookup_image"], inputs["lookup"])
         assert not torch.equal(late["lowest_cost"], early["lowest_cost"])
         # test time (no epoch) is always active; a cached flow replaces the flow network
@@ -95,15 +96,21 @@ def test_flow_variant_uses_the_static_reference_from_flow_start_epoch_and_raw_fr
 
 
 def test_static_reference_leaves_the_lookup_alone_when_nothing_moves(model, inputs):
-    """With the optical flow equal to the rigid flow nothing is masked and the lookup is the reference blended with
-    its own down/up-sampled copy (α = 0.25)."""
-    from mgdepth_core.geometry import intrinsics_at_scale, rigid_flow
+    """With the optical flow equal to the rigid flow nothing is masked: the lookup is the previous frame itself
+    (full resolution, the default), or blended with its own down/up-sampled copy in the earlier quarter-resolution
+    construction (α = 0.25)."""
+    from mgdepth_core.geometry import rigid_flow
 
     model.flow = RecordingFlow((0.0, 0.0))
+    config = model.config
     try:
-        quarter_depth = torch.full((2, 1, HEIGHT // 4, WIDTH // 4), 8.0)
-        flow = rigid_flow(quarter_depth, inputs["T"], intrinsics_at_scale(inputs["K"], 2))
-        out = forward(model, inputs, teacher_depth=inputs["teacher_depth"], flow=flow)
+        depth = inputs["teacher_depth"]
+        flow = rigid_flow(depth, inputs["T"], inputs["K"])
+        out = forward(model, inputs, teacher_depth=depth, flow=flow)
+        assert not out["motion_mask"].any()
+        assert torch.equal(out["lookup_image"], inputs["lookup"])
+        model.config = dataclasses.replace(config, static_reference_resolution="quarter", static_reference_blend=0.25)
+        out = forward(model, inputs, teacher_depth=depth, flow=flow)
         assert not out["motion_mask"].any()
         blurred = nn.functional.interpolate(
             nn.functional.interpolate(inputs["lookup"], size=(HEIGHT // 4, WIDTH // 4), mode="bilinear"),
@@ -111,6 +118,7 @@ def test_static_reference_leaves_the_lookup_alone_when_nothing_moves(model, inpu
         assert torch.allclose(out["lookup_image"], 0.75 * inputs["lookup"] + 0.25 * blurred, atol=1e-6)
     finally:
         model.flow = None
+        model.config = config
 
 
 def test_manydepth2_nf_runs_without_flow_and_the_teacher_fills_in_missing_depth(model, inputs):

@@ -34,6 +34,7 @@ FACADE_TOP_Y = ROAD_Y - 12.0  # facades are 12 m tall
 HELD_OUT_SEED_OFFSET = 1000  # val seeds start here above the train seeds, test seeds twice as far
 TEXTURE_SIZE = 128  # texels per side of each periodic texture
 SKY = 0  # material index of sky pixels (nothing hit)
+SKY_DEPTH = 1000.0  # metres at which sky pixels (depth 0) move in the exact optical flow
 SKY_HORIZON = np.array([0.75, 0.82, 0.9], dtype=np.float32)
 SKY_ZENITH = np.array([0.35, 0.55, 0.85], dtype=np.float32)
 SUN = np.array([-0.45, -1.0, -0.35]) / np.linalg.norm([-0.45, -1.0, -0.35])  # towards the sun (y is down)
@@ -202,9 +203,30 @@ class SyntheticSequence:
         """T_frame_reference (4×4): maps camera points of frame ``reference`` into the camera of ``frame``."""
         return np.linalg.inv(self.camera_pose(frame)) @ self.camera_pose(reference)
 
+    def optical_flow(self, target: int, reference: int, rendered: dict | None = None) -> np.ndarray:
+        """Exact optical flow target → reference, 2×H×W float32 pixels: where each target pixel's surface point was
+        seen in frame ``reference`` (camera motion and the objects' own motion). Sky pixels are taken at
+        ``SKY_DEPTH``. ``rendered``: ``frame(target)`` where already rendered."""
+        rendered = self.frame(target) if rendered is None else rendered
+        depth = np.where(rendered["depth"] > 0, rendered["depth"], SKY_DEPTH).astype(np.float64)
+        v, u = np.mgrid[0:self.height, 0:self.width].astype(np.float64)
+        rays = np.stack([u, v, np.ones_like(u)], -1) @ np.linalg.inv(self.K).T
+        T_world_target = self.camera_pose(target)
+        points = (rays * depth[..., None]) @ T_world_target[:3, :3].T + T_world_target[:3, 3]
+        for obj in self.objects:
+            if obj.moving:
+                points[rendered["instances"] == obj.instance_id] -= obj.velocity * (target - reference)
+        T_reference_world = np.linalg.inv(self.camera_pose(reference))
+        camera = points @ T_reference_world[:3, :3].T + T_reference_world[:3, 3]
+        pixels = camera @ self.K.T
+        pixels = pixels[..., :2] / pixels[..., 2:]
+        return (pixels - np.stack([u, v], -1)).transpose(2, 0, 1).astype(np.float32)
+
     # ----------------------------------------------------------------- rendering
-    def frame(self, index: int) -> dict:
-        """Render frame ``index``.
+    def frame(self, index: int, object_time: int | None = None) -> dict:
+        """Render frame ``index``: the camera of that frame, the objects where they are at frame ``object_time``
+        (default ``index``; another time renders e.g. the previous camera with every object held where it is now,
+        the ideal static reference frame of Manydepth2).
 
         Returns a dict: ``image`` H×W×3 uint8 RGB, ``depth`` H×W float32 metres (0 = sky), ``K`` 3×3 float64,
         ``T_world_camera`` 4×4 float64, ``instances`` H×W int64 (0 = background), ``moving`` (MAX_INSTANCES+1,)
@@ -212,6 +234,7 @@ class SyntheticSequence:
         """
         if not 0 <= index < self.num_frames:
             raise IndexError(f"frame {index} outside 0..{self.num_frames - 1} of synthetic sequence seed={self.seed}")
+        object_time = index if object_time is None else object_time
         T = self.camera_pose(index)
         origin = T[:3, 3].astype(np.float32)
         shape = (self.height, self.width)
@@ -222,7 +245,7 @@ class SyntheticSequence:
         instances = np.zeros(shape, dtype=np.int64)
         depth, material, tex_a, tex_b, shade = self._render_planes(rays, origin)
         for obj in self.objects:
-            anchor = obj.anchor + obj.velocity * index
+            anchor = obj.anchor + obj.velocity * object_time
             for lo, hi, box_material in obj.boxes:
                 self._render_box(anchor + lo, anchor + hi, anchor, obj.instance_id, box_material, rays, inv_rays,
                                  T, depth, material, tex_a, tex_b, shade, instances)
@@ -365,11 +388,13 @@ class SyntheticDynamicDataset(Dataset):
     Every frame of every sequence is a target frame when all of ``frame_ids`` exist around it. Frames are rendered
     on demand at the training size (deterministic per seed), so nothing is stored on disk; the last
     ``cached_frames`` renders are kept, so sequential reading renders each frame once instead of once per sample.
+    With ``with_flow`` each sample also carries ``"flow_gt"``: {frame id: 2×H×W exact optical flow frame 0 → that
+    frame, pixels} for every source frame (flipped with the sample).
     """
 
     def __init__(self, seeds: list[int], num_frames: int, height: int, width: int, frame_ids: list[int],
                  augment: bool = False, flip_probability: float = 0.5, jitter_probability: float = 0.5,
-                 cached_frames: int = 8):
+                 cached_frames: int = 8, with_flow: bool = False):
         if not seeds:
             raise ValueError("SyntheticDynamicDataset needs at least one seed")
         if 0 not in frame_ids:
@@ -382,6 +407,7 @@ class SyntheticDynamicDataset(Dataset):
             raise ValueError(f"sequences of {num_frames} frames are too short for frame_ids {frame_ids}")
         self.index = [(s, i) for s in range(len(self.sequences)) for i in range(first, last)]
         self.cached_frames = cached_frames
+        self.with_flow = with_flow
         self._cache: OrderedDict[tuple[int, int], dict] = OrderedDict()
 
     def _frame(self, sequence_index: int, frame: int) -> dict:
@@ -431,4 +457,11 @@ class SyntheticDynamicDataset(Dataset):
             T = torch.from_numpy(np.linalg.inv(frames[frame_id]["T_world_camera"]) @ T_world_target).float()
             pose[frame_id] = flip_pose(T) if draw.flip else T
         sample["pose_gt"] = pose
+        if self.with_flow:
+            sample["flow_gt"] = {}
+            for frame_id in self.frame_ids:
+                if frame_id != 0:
+                    flow = torch.from_numpy(sequence.optical_flow(target, target + frame_id, frames[0]))
+                    sample["flow_gt"][frame_id] = flow.flip(-1) * flow.new_tensor([-1.0, 1.0]).view(2, 1, 1) \
+                        if draw.flip else flow
         return sample

@@ -36,10 +36,19 @@ class ModelConfig:
     flow_weights: str = option("", "optical flow checkpoint; empty = torchvision's RAFT weights or the GMFlow "
                                    "Sintel checkpoint from the usual places")
     static_reference: Literal["paper", "release"] = option(
-        "paper", "paper: rigid flow in pixels as the method intends; release: reproduce the released code's "
-                 "normalised-coordinate bug (needed for official Manydepth2 checkpoints' published numbers)")
-    static_reference_blend: float = option(0.25, "weight of the static reference frame in the lookup image")
-    motion_threshold_px: float = option(10.0, "optical-minus-rigid flow above this (1/4-res pixels) is motion")
+        "paper", "paper: the method as intended (rigid flow in pixels, moving objects redrawn where a static object "
+                 "would be); release: reproduce the released code, whose unit bug leaves the lookup almost the "
+                 "previous frame (official Manydepth2 checkpoints' published numbers)")
+    static_reference_resolution: Literal["full", "quarter"] = option(
+        "full", "build the static reference at the image's resolution (full) or at the flow's 1/4 resolution and "
+                "upsample it (quarter, blurs the whole lookup); paper mode only")
+    static_reference_blend: float = option(1.0, "α: lookup = (1 − α)·previous frame + α·static reference; paper "
+                                                "mode only (the release uses 0.25)")
+    motion_threshold_px: float = option(2.0, "optical-minus-rigid flow above this many full-resolution pixels is "
+                                             "motion (2 = half a pixel of the 1/4-res cost volume); paper mode only "
+                                             "(the release uses 10 at 1/4 resolution)")
+    clear_old_positions: bool = option(True, "redraw where moving objects were in the previous frame with the "
+                                             "static scene the current frame sees there; paper mode only")
     flow_start_epoch: int = option(6, "epoch from which the static reference frame is used during training")
     flow_input_scale: float = option(1.0, "optical flow runs on frames resized by this factor (1 = full "
                                           "resolution as the release; 0.5 = 4× fewer pixels, the flow is used at "

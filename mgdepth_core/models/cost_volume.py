@@ -44,6 +44,7 @@ class CostVolume:
     """Result of :func:`build_cost_volume`; maps are at the feature resolution h×w."""
 
     volume: torch.Tensor  # B×D×h×w mean |Δfeature|, invalid entries max-filled, zeroed where not confident
+    cost: torch.Tensor  # B×D×h×w the same before zeroing: every pixel's matching costs, invalid ones max-filled
     confidence_mask: torch.Tensor  # B×1×h×w float, 1 where every depth hypothesis landed inside the lookup frame
     best_depth: torch.Tensor  # B×1×h×w metres, the bin with the lowest cost (the nearest bin where none is valid)
 
@@ -116,8 +117,19 @@ def build_cost_volume(current: torch.Tensor, lookup: torch.Tensor, T_lookup_curr
     confidence = (~missing).all(1, keepdim=True).float()
     best_depth = depth_bins.to(device, torch.float32)[cost.argmin(1, keepdim=True)]
     return CostVolume(volume=(cost * confidence).view(batch, num_bins, height, width),
+                      cost=cost.view(batch, num_bins, height, width),
                       confidence_mask=confidence.view(batch, 1, height, width),
                       best_depth=best_depth.view(batch, 1, height, width))
+
+
+def plane_sweep_depth(current: torch.Tensor, lookup: torch.Tensor, T_lookup_current: torch.Tensor, K: torch.Tensor,
+                      depth_bins: torch.Tensor, box: int = 1) -> torch.Tensor:
+    """Best depth hypothesis (metres, B×1×h×w) of :func:`build_cost_volume`'s costs, optionally aggregated over a
+    ``box``×``box`` window first (1 = the student's own per-pixel cost). Arguments as :func:`build_cost_volume`."""
+    cost = build_cost_volume(current, lookup, T_lookup_current, K, depth_bins).cost
+    if box > 1:
+        cost = F.avg_pool2d(cost, box, stride=1, padding=box // 2, count_include_pad=False)
+    return depth_bins.to(cost.device, torch.float32)[cost.argmin(1, keepdim=True)]
 
 
 class ResnetEncoderMatching(nn.Module):

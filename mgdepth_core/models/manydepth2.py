@@ -9,19 +9,18 @@ that is neither trained nor saved: ``state_dict()`` leaves it out and ``load_sta
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from mgdepth_core.geometry import disparity_to_depth, intrinsics_at_scale
 from mgdepth_core.models import ModelConfig
 from mgdepth_core.models.base import MultiFrameDepthModel
-from mgdepth_core.models.flow import build_flow, downscale_flow
+from mgdepth_core.models.flow import build_flow
 from mgdepth_core.models.hr_decoder import HRDepthDecoder
 from mgdepth_core.models.hrnet import HRNetEncoder, HRNetEncoderMatching
 from mgdepth_core.models.pose import PoseDecoder
 from mgdepth_core.models.resnet import ResnetEncoder
 from mgdepth_core.models.static_reference import build_static_reference
 
-FLOW_SCALE = 2  # flow, coarse depth and the static reference live at 1/4 resolution
+FLOW_SCALE = 2  # the flow network's output and the cost volume live at 1/4 resolution
 
 
 class Manydepth2Model(MultiFrameDepthModel):
@@ -83,28 +82,27 @@ class Manydepth2Model(MultiFrameDepthModel):
                             K: torch.Tensor, **context) -> dict:
         """Student forward. ``context`` (all optional): ``teacher_depth`` B×1×H×W metres (else the teacher runs
         here without gradients), ``raw_image``/``raw_lookup`` un-augmented frames for the flow (else ``image`` /
-        ``lookup``), ``flow`` B×2×H/4×W/4 in 1/4-res pixels (replaces running the flow network), ``epoch``,
+        ``lookup``), ``flow`` B×2×h×w optical flow image → lookup in pixels of its own h×w grid, any resolution
+        (replaces running the flow network), ``epoch``,
         ``lookup_features`` (B×256×H/4×W/4, the previous frame's ``"matching_features"``; used only without the
         static reference, where the lookup image is the previous frame itself; ``lookup`` may then be None),
         ``lookup_flow_features`` (the previous frame's ``"flow_features"``: its flow-network features, GMFlow).
 
         Besides the interface's outputs: ``"cost_volume_depth"`` (B×1×H/4×W/4 metres), ``"matching_features"``
-        (this frame's stage-1 features for the next frame), and when the static
-        reference is used ``"lookup_image"`` (the blended lookup), ``"static_reference"`` and ``"motion_mask"``
-        (B×1×H/4×W/4 bool, current view), plus ``"flow_features"`` (this frame's, for the next pair) when the flow
-        network ran and can reuse them.
+        (this frame's stage-1 features for the next frame), and when the static reference is used
+        ``"lookup_image"`` (B×3×H×W), ``"static_reference"`` and ``"motion_mask"`` (bool, current view), both at
+        the resolution ``static_reference_resolution`` builds them, plus ``"flow_features"`` (this frame's, for
+        the next pair) when the flow network ran and can reuse them.
         """
         K_quarter = intrinsics_at_scale(K, FLOW_SCALE)
         extra = {}
         has_pose = bool((T_lookup_current.flatten(1) != 0).any())  # all-zero poses: empty volume, lookup unused
         if has_pose and self.uses_static_reference(context.get("epoch")):
-            quarter = (image.shape[-2] // 4, image.shape[-1] // 4)
             teacher_depth = context.get("teacher_depth")
             if teacher_depth is None:
                 with torch.no_grad():
                     disp = self.teacher_forward(image)[("disp", 0)]
                 teacher_depth = disparity_to_depth(disp, self.config.min_depth, self.config.max_depth)[1]
-            coarse_depth = F.interpolate(teacher_depth.detach(), size=quarter, mode="bilinear", align_corners=False)
             flow = context.get("flow")
             if flow is None:
                 raw_image, raw_lookup = context.get("raw_image"), context.get("raw_lookup")
@@ -114,11 +112,11 @@ class Manydepth2Model(MultiFrameDepthModel):
                                          image_flow_features, context.get("lookup_flow_features"))
                 if image_flow_features is not None:
                     extra["flow_features"] = image_flow_features
-            elif flow.shape[-2:] != quarter:
-                flow = downscale_flow(flow, FLOW_SCALE)
-            static = build_static_reference(image, lookup, flow, coarse_depth, T_lookup_current, K_quarter,
-                                            self.config.static_reference, self.config.motion_threshold_px,
-                                            self.config.static_reference_blend)
+            config = self.config
+            static = build_static_reference(image, lookup, flow, teacher_depth.detach(), T_lookup_current, K,
+                                            config.static_reference, config.motion_threshold_px,
+                                            config.static_reference_blend, config.static_reference_resolution,
+                                            config.clear_old_positions)
             lookup = static.lookup
             extra.update(lookup_image=lookup, static_reference=static.static_reference,
                          motion_mask=static.motion_mask)

@@ -48,6 +48,9 @@ class LossConfig:
            "0 = auto-masking from the start, as the release")
     disable_motion_masking: bool = option(False, "student: do not mask out pixels where cost volume and teacher "
                                                  "disagree (trust mask = confidence only)")
+    moving_pixels_to_teacher: bool = option(
+        True, "student (Manydepth2 with flow): pixels the static reference marks as moving take the consistency loss "
+              "with the teacher, not the reprojection loss the rigid warp cannot satisfy there; false = the release")
     depth_bin_momentum: float = option(0.99, "EMA momentum of the adaptive cost-volume depth range")
     pose_source: Literal["network", "dataset"] = option(
         "network", "network: the pose net's poses (self-supervised, as the papers); dataset: the data set's known "

@@ -240,9 +240,12 @@ class TrainingStep(nn.Module):
 
     def trust_mask(self, student: dict, teacher_depth: torch.Tensor) -> torch.Tensor:
         """B×1×H×W float: cost volume confident (all bins valid) and its arg-min depth within a factor 2 of the
-        teacher's (``compute_matching_mask``); the 1/4-res masks are nearest-upsampled."""
+        teacher's (``compute_matching_mask``), and, with ``losses.moving_pixels_to_teacher``, not marked moving by
+        Manydepth2's static reference; the lower-resolution masks are nearest-upsampled."""
         size = teacher_depth.shape[-2:]
         confidence = F.interpolate(student["confidence_mask"].float(), size, mode="nearest")
+        if self.config.losses.moving_pixels_to_teacher and "motion_mask" in student:
+            confidence = confidence * (1 - F.interpolate(student["motion_mask"].float(), size, mode="nearest"))
         if self.config.losses.disable_motion_masking:
             return confidence
         matching_depth = 1.0 / F.interpolate(student["lowest_cost"].float(), size, mode="nearest")

@@ -243,6 +243,7 @@ def _evaluate(args, name: str, trainer) -> dict:
     photometric: dict[str, list[float]] = {"teacher": [], "student": []}
     photometric_all: dict[str, list[float]] = {"teacher": [], "student": []}
     ground_truth, masks = [], []
+    motion_flags: dict[str, list[float]] = {"moving": [], "static": []}
     with torch.no_grad():
         for position in range(0, len(dataset), args.test_stride):
             sample = dataset[position]
@@ -257,7 +258,16 @@ def _evaluate(args, name: str, trainer) -> dict:
             ground_truth.append(sample["depth_gt"][0].numpy())
             masks.append(dynamic_mask_from_instances(sample["instances"][0][0].numpy(),
                                                      sample["instance_moving"].numpy()))
+            if "motion_mask" in outputs["student"]:
+                flagged = torch.nn.functional.interpolate(outputs["student"]["motion_mask"].float(),
+                                                          ground_truth[-1].shape, mode="nearest")[0, 0].numpy() > 0
+                known = ground_truth[-1] > 0
+                motion_flags["moving"].append(float(flagged[masks[-1] & known].mean()) if (masks[-1] & known).any()
+                                              else float("nan"))
+                motion_flags["static"].append(float(flagged[~masks[-1] & known].mean()))
     result = {"images": len(ground_truth)}
+    if motion_flags["static"]:  # share of moving-object / static pixels the static reference marks as moving
+        result["motion_mask_share"] = {key: float(np.nanmean(values)) for key, values in motion_flags.items()}
     for network, predictions in depths.items():
         report = evaluate_depth(predictions, ground_truth, masks, protocol="none", max_depth=80.0)
         result[network] = {"photometric_loss": float(np.mean(photometric[network])),
@@ -286,12 +296,24 @@ def _train_and_score(args, name: str, seed: int, run_dir: Path) -> dict:
         trainer.train()
         seconds += time.perf_counter() - start
         scores = _evaluate(args, name, trainer)
-        curve.append({"step": target, **{network: {"photometric_all_pixels": scores[network]["photometric_all_pixels"],
-                                                  "static_abs_rel": scores[network]["static"]["abs_rel"]}
-                                         for network in ("teacher", "student")}})
+        curve.append({"step": target, **{network: {
+            "photometric_all_pixels": scores[network]["photometric_all_pixels"],
+            "static_abs_rel": scores[network]["static"]["abs_rel"],
+            "moving_abs_rel": (scores[network]["dynamic"] or {}).get("abs_rel")} for network in ("teacher", "student")},
+            "motion_mask_share": scores.get("motion_mask_share")})
         if target != args.steps:
-            print(f"    step {target}: static abs_rel teacher {curve[-1]['teacher']['static_abs_rel']:.3f}, "
-                  f"student {curve[-1]['student']['static_abs_rel']:.3f}", flush=True)
+            point = curve[-1]
+            flagged = point["motion_mask_share"]
+            print(f"    {name} seed {seed} step {target}: abs_rel static / moving teacher "
+                  f"{point['teacher']['static_abs_rel']:.3f} / {point['teacher']['moving_abs_rel'] or float('nan'):.3f}"
+                  f", student {point['student']['static_abs_rel']:.3f} / "
+                  f"{point['student']['moving_abs_rel'] or float('nan'):.3f}"
+                  + (f"; motion mask on static {flagged['static']:.3f}, moving {flagged['moving']:.3f}" if flagged
+                     else ""), flush=True)
+    if args.keep_weights:
+        from mgdepth_core.models.weights import save_weights
+
+        save_weights(trainer.model, Path(args.keep_weights) / f"{name}_{seed}")
     return {"untrained": untrained, "trained": scores, "curve": curve, "train_seconds": seconds}
 
 
@@ -460,6 +482,8 @@ def main() -> int:
                             "synthetic set's true ego-motion (losses.pose_source)")
     claim.add_argument("--dataset-pose-scale", type=float, default=0.1,
                        help="with --pose-source dataset: network units per metre (losses.dataset_pose_scale)")
+    claim.add_argument("--keep-weights", default="",
+                       help="save each trained model as a weights folder <DIR>/<method>_<seed> (else discarded)")
     parser.add_argument("--results", type=Path, default=RESULTS / "manydepth2.json",
                         help="JSON file to update (parts merged in)")
     args = parser.parse_args()

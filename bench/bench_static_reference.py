@@ -80,8 +80,9 @@ def render_pairs(seeds: list[int], frames: int, stride: int, height: int, width:
     return pairs
 
 
-def lookup_variants(config: ModelConfig) -> dict:
-    """Name → function(pair) → lookup image B×3×H×W. The flow enters at 1/4 resolution (as the model gets it)."""
+def lookup_variants(config: ModelConfig, thresholds: tuple[float, ...] = ()) -> dict:
+    """Name → function(pair) → lookup image B×3×H×W. The flow enters at 1/4 resolution (as the model gets it).
+    ``thresholds``: extra variants, the default with another motion threshold (full-resolution pixels)."""
     def static(**options):
         def build(pair: dict) -> torch.Tensor:
             flow = F.interpolate(pair["flow"], scale_factor=0.25, mode="bilinear", align_corners=False) / 4
@@ -90,18 +91,21 @@ def lookup_variants(config: ModelConfig) -> dict:
         return build
 
     quarter = dict(mode="paper", resolution="quarter", motion_threshold_px=40.0, clear_old_positions=False)
-    return {
+    default = dict(mode=config.static_reference, resolution=config.static_reference_resolution,
+                   blend=config.static_reference_blend, clear_old_positions=config.clear_old_positions)
+    variants = {
         "plain": lambda pair: pair["reference"],
         "release": static(mode="release"),
         "quarter_alpha0.25": static(blend=0.25, **quarter),
         "quarter_alpha1": static(blend=1.0, **quarter),
         "full_keep_old": static(mode="paper", resolution="full", blend=1.0,
                                 motion_threshold_px=config.motion_threshold_px, clear_old_positions=False),
-        "default": static(mode=config.static_reference, resolution=config.static_reference_resolution,
-                          blend=config.static_reference_blend, motion_threshold_px=config.motion_threshold_px,
-                          clear_old_positions=config.clear_old_positions),
-        "ideal": lambda pair: pair["ideal"],
+        "default": static(motion_threshold_px=config.motion_threshold_px, **default),
     }
+    for threshold in thresholds:
+        variants[f"default_{threshold:g}px"] = static(motion_threshold_px=threshold, **default)
+    variants["ideal"] = lambda pair: pair["ideal"]
+    return variants
 
 
 def found_shares(best: torch.Tensor, pair: dict, min_depth: float, max_depth: float) -> dict:
@@ -165,6 +169,8 @@ def main() -> int:
     parser.add_argument("--min-depth", type=float, default=1.0, help="nearest hypothesis, metres")
     parser.add_argument("--max-depth", type=float, default=120.0, help="farthest hypothesis, metres")
     parser.add_argument("--box", type=int, default=3, help="box filter of the photometric cost, pixels")
+    parser.add_argument("--thresholds", type=float, nargs="*", default=[],
+                        help="also the default with these motion thresholds, full-resolution pixels")
     parser.add_argument("--weights", default="", help="trained weights folder: also sweep its matching features")
     parser.add_argument("--feature-only", action="store_true", help="skip the photometric sweep")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
@@ -183,7 +189,7 @@ def main() -> int:
     if not args.feature_only:
         start = time.perf_counter()
         pairs = render_pairs(args.seeds, args.frames, args.stride, args.height, args.width)
-        rows = run_sweep(pairs, lookup_variants(config), bins, args.box)
+        rows = run_sweep(pairs, lookup_variants(config, tuple(args.thresholds)), bins, args.box)
         title = (f"Photometric plane sweep, {args.width}×{args.height} (cost at 1/4), {len(pairs)} held-out pairs of "
                  f"seeds {args.seeds}, {args.bins} log bins {args.min_depth}–{args.max_depth} m, {args.box}×"
                  f"{args.box} box L1: share within {WITHIN:.0%} of the true depth")

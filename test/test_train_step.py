@@ -64,6 +64,23 @@ def test_trust_mask_is_confidence_and_factor_two_agreement():
     assert torch.equal(mask, expected_low.repeat_interleave(4, 2).repeat_interleave(4, 3))
 
 
+def test_pixels_the_static_reference_marks_moving_take_the_consistency_loss():
+    """Manydepth2: the rigid warp cannot explain a moving object, so its pixels leave the trust mask (and so the
+    student's reprojection loss) even where cost volume and teacher agree; ``moving_pixels_to_teacher: false``
+    keeps the release's mask."""
+    config = tiny_config()
+    step = TrainingStep(build_model(config.model), config)
+    teacher_depth = torch.full((1, 1, 32, 64), 10.0)
+    motion = torch.zeros(1, 1, 32, 64, dtype=torch.bool)
+    motion[..., 8:16, 20:40] = True
+    student = {"lowest_cost": torch.full((1, 1, 8, 16), 0.1), "confidence_mask": torch.ones(1, 1, 8, 16),
+               "motion_mask": motion}
+    mask = step.trust_mask(student, teacher_depth)
+    assert torch.equal(mask, (~motion).float())
+    step.config.losses.moving_pixels_to_teacher = False
+    assert torch.equal(step.trust_mask(student, teacher_depth), torch.ones(1, 1, 32, 64))
+
+
 def test_matching_augmentation_draws_static_camera_and_zero_pose():
     config = tiny_config()
     step = TrainingStep(build_model(config.model), config)

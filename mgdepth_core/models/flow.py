@@ -69,11 +69,13 @@ class FlowEstimator(nn.Module):
     """Frozen optical flow. ``forward(image1, image2)``: B×3×H×W in [0, 1] → flow image1 → image2, B×2×H×W pixels.
 
     Any frame size works: frames are replicate-padded up to the network's divisor (and a minimum size) and the
-    flow is cropped back. ``weights``: checkpoint path; ``None`` looks in the torch hub cache and, when nothing is
-    there, keeps random weights with a warning (``has_weights`` tells which).
+    flow is cropped back. ``weights``: checkpoint path; ``None`` looks in the torch hub cache (unless
+    ``search_cache`` is false) and, when nothing is there, keeps random weights with a warning (``has_weights``
+    tells which).
     """
 
-    def __init__(self, backend: str = "gmflow", weights: str | Path | None = None, num_flow_updates: int = 12):
+    def __init__(self, backend: str = "gmflow", weights: str | Path | None = None, num_flow_updates: int = 12,
+                 search_cache: bool = True):
         super().__init__()
         if backend not in FLOW_BACKENDS:
             raise ValueError(f"unknown flow backend {backend!r}; choose one of {', '.join(FLOW_BACKENDS)}")
@@ -89,9 +91,11 @@ class FlowEstimator(nn.Module):
         if weights:
             load_flow_state(self.net, weights, backend)
             self.has_weights = True
-        elif (_hub_checkpoint_dir() / default_name).is_file():
+        elif search_cache and (_hub_checkpoint_dir() / default_name).is_file():
             load_flow_state(self.net, _hub_checkpoint_dir() / default_name, backend)
             self.has_weights = True
+        elif not search_cache:  # the caller wants random weights (flow training from scratch)
+            self.has_weights = False
         else:
             warnings.warn(f"no {backend} weights found ({_hub_checkpoint_dir() / default_name}); optical flow "
                           "runs with random weights", stacklevel=2)
@@ -134,15 +138,26 @@ class FlowEstimator(nn.Module):
         if image1.shape != image2.shape or image1.dim() != 4 or image1.shape[1] != 3:
             raise ValueError(f"flow inputs must be two B×3×H×W images of one shape, got {tuple(image1.shape)} and "
                              f"{tuple(image2.shape)}")
-        height, width = image1.shape[-2:]
         if self.backend == "gmflow":
-            flow = self.net(self._pad(image1), self._pad(image2), features1, features2)
-        else:
-            if features1 is not None or features2 is not None:
-                raise ValueError(f"{self.backend} does not take precomputed features")
-            flow = self.net(2 * self._pad(image1) - 1, 2 * self._pad(image2) - 1,
-                            num_flow_updates=self.num_flow_updates)[-1]
-        return flow[..., :height, :width]
+            height, width = image1.shape[-2:]
+            return self.net(self._pad(image1), self._pad(image2), features1, features2)[..., :height, :width]
+        if features1 is not None or features2 is not None:
+            raise ValueError(f"{self.backend} does not take precomputed features")
+        return self.flow_predictions(image1, image2)[-1]
+
+    def flow_predictions(self, image1: torch.Tensor, image2: torch.Tensor,
+                         num_flow_updates: int | None = None) -> list[torch.Tensor]:
+        """RAFT: the flow image1 → image2 after every refinement (``num_flow_updates`` of them, default the
+        estimator's), each B×2×H×W pixels, with gradients where enabled: what flow training supervises."""
+        if self.backend == "gmflow":
+            raise ValueError("flow_predictions is RAFT's; GMFlow is loaded from the official checkpoint, not trained")
+        if image1.shape != image2.shape or image1.dim() != 4 or image1.shape[1] != 3:
+            raise ValueError(f"flow inputs must be two B×3×H×W images of one shape, got {tuple(image1.shape)} and "
+                             f"{tuple(image2.shape)}")
+        height, width = image1.shape[-2:]
+        predictions = self.net(2 * self._pad(image1) - 1, 2 * self._pad(image2) - 1,
+                               num_flow_updates=num_flow_updates or self.num_flow_updates)
+        return [flow[..., :height, :width] for flow in predictions]
 
     def resize_input(self, image: torch.Tensor, input_scale: float) -> torch.Tensor:
         """The frame as :meth:`at_scale` feeds it to the network (resized by ``input_scale``)."""

@@ -48,7 +48,6 @@ from mgdepth_core.data.synthetic import SyntheticDynamicDataset
 from mgdepth_core.eval.metrics import dynamic_mask_from_instances, evaluate_depth
 from mgdepth_core.geometry import disparity_to_depth
 from mgdepth_core.models import ModelConfig, build_model
-from mgdepth_core.models.flow import downscale_flow
 
 # --------------------------------------------------------------------------------------------------- speed
 SPEED_CONFIGS = {
@@ -154,22 +153,6 @@ def bench_speed(args) -> dict:
 
 
 # --------------------------------------------------------------------------------------------------- claim
-class OracleFlow(torch.nn.Module):
-    """Stands in for the flow network during training: returns the flow the batch carries (set by the hook)."""
-
-    def __init__(self):
-        super().__init__()
-        self.pending: torch.Tensor | None = None
-
-    reuses_features = False
-
-    def at_scale(self, image1: torch.Tensor, image2: torch.Tensor, scale: int = 2, input_scale: float = 1.0,
-                 features1: torch.Tensor | None = None, features2: torch.Tensor | None = None) -> torch.Tensor:
-        if self.pending is None or self.pending.shape[0] != image1.shape[0]:
-            raise RuntimeError("OracleFlow: no exact flow was attached to this batch")
-        return downscale_flow(self.pending.to(image1.device), scale)
-
-
 def _parse_seeds(text: str) -> list[int]:
     seeds = []
     for part in text.split(","):
@@ -181,53 +164,48 @@ def _parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-CLAIM_METHODS = {
-    "manydepth": dict(method="manydepth", flow="none"),
-    "manydepth2_nf": dict(method="manydepth2", flow="none"),
-    "manydepth2_oracle_flow": dict(method="manydepth2", flow="none"),  # OracleFlow is attached after building
-    "manydepth2_flow_net": dict(method="manydepth2"),  # needs --flow-weights
+CLAIM_METHODS = {  # name → (ModelConfig fields, TrainConfig fields)
+    "manydepth": (dict(method="manydepth", flow="none"), {}),
+    "manydepth2_nf": (dict(method="manydepth2", flow="none"), {}),
+    "manydepth2_oracle_flow": (dict(method="manydepth2", flow="dataset"), {}),
+    "manydepth2_oracle_flow_dyna_dm": (dict(method="manydepth2", flow="dataset"), dict(dynamic_objects="dyna-dm")),
+    "manydepth2_flow_net": (dict(method="manydepth2"), {}),  # needs --flow-weights
+}
+RESULT_NAMES = {  # name → (method, flow) in docs/results/claim.json
+    "manydepth": ("manydepth", "none"), "manydepth2_nf": ("manydepth2_nf", "none"),
+    "manydepth2_oracle_flow": ("manydepth2", "exact"),
+    "manydepth2_oracle_flow_dyna_dm": ("manydepth2_dyna_dm", "exact"),
+    "manydepth2_flow_net": ("manydepth2", "trained"),
 }
 
 
-def _train_config(args, fields: dict, seed: int):
+def _train_config(args, name: str, seed: int):
     from mgdepth_core.train.config import LossConfig, OptimConfig, TrainConfig
 
+    model_fields, run_fields = CLAIM_METHODS[name]
     model = ModelConfig(height=args.claim_height, width=args.claim_width, pretrained=False,
                         num_depth_bins=args.bins, flow_start_epoch=0, static_reference=args.static_reference,
-                        flow_weights=args.flow_weights, **fields)
+                        flow_weights=args.flow_weights, **model_fields)
     data = DataConfig(dataset="synthetic", height=args.claim_height, width=args.claim_width, frame_ids=[0, -1, 1],
                       augment=args.augment, synthetic_seed=0, synthetic_sequences=args.train_sequences,
-                      synthetic_frames=args.frames_per_sequence, num_workers=0)
+                      synthetic_frames=args.frames_per_sequence, num_workers=0,
+                      exact_flow=model.flow == "dataset")
     return TrainConfig(model=model, data=data, optim=OptimConfig(batch_size=args.batch_size, epochs=1000,
                                                                  freeze_teacher_epoch=-1),
                        losses=LossConfig(pose_source=args.pose_source, dataset_pose_scale=args.dataset_pose_scale,
                                          automask_warmup_steps=args.automask_warmup_steps),
-                       max_steps=args.steps, seed=seed,
+                       max_steps=args.steps, seed=seed, **run_fields,
                        log_frequency=10 ** 9, save_frequency=10 ** 6, device="cpu")
 
 
 def _trainer(args, name: str, run_dir: Path, seed: int):
-    """A Trainer for method ``name`` on the training sequences with training seed ``seed`` (the exact flow
-    attached for the oracle variant)."""
-    from mgdepth_core.train.trainer import DynamicObjectsHook, Trainer
+    """A Trainer for method ``name`` on the training sequences with training seed ``seed`` (the oracle variants
+    take each sample's exact flow: ``model.flow: dataset``)."""
+    from mgdepth_core.train.trainer import Trainer
 
-    config = _train_config(args, CLAIM_METHODS[name], seed)
-    oracle = name == "manydepth2_oracle_flow"
-    dataset = SyntheticDynamicDataset(list(range(args.train_sequences)), args.frames_per_sequence,
-                                      args.claim_height, args.claim_width, [0, -1, 1], augment=args.augment,
-                                      with_flow=oracle)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        trainer = Trainer(config, run_dir, dataset=dataset)
-    if oracle:
-        trainer.model.flow = OracleFlow()
-
-        class AttachFlow(DynamicObjectsHook):
-            def prepare(self, inputs: dict, outputs: dict) -> None:
-                trainer.model.flow.pending = inputs["flow_gt"][-1]
-
-        trainer.step_module.hook = AttachFlow()
-    return trainer
+        return Trainer(_train_config(args, name, seed), run_dir)
 
 
 def _evaluate(args, name: str, trainer) -> dict:
@@ -237,7 +215,7 @@ def _evaluate(args, name: str, trainer) -> dict:
     so it is not comparable between networks) and the per-pixel minimum reprojection error over all pixels."""
     dataset = SyntheticDynamicDataset(args.test_seeds, args.frames_per_sequence, args.claim_height,
                                       args.claim_width, [0, -1, 1], augment=False,
-                                      with_flow=name == "manydepth2_oracle_flow")
+                                      with_flow=trainer.config.data.exact_flow)
     step = trainer.step_module.eval()
     depths: dict[str, list[np.ndarray]] = {"teacher": [], "student": []}
     photometric: dict[str, list[float]] = {"teacher": [], "student": []}
@@ -329,6 +307,35 @@ def _claim_job(args, name: str, seed: int, scratch: str) -> tuple[str, int, dict
     return name, seed, run
 
 
+def claim_record(args, name: str, seed: int, run: dict) -> dict:
+    """One run in the format of docs/results/claim.json (the student's figures at the last step, held out)."""
+    method, flow = RESULT_NAMES[name]
+    student = run["trained"]["student"]
+    moving = student["dynamic"] or {}
+    return {"method": method, "flow": flow, "seed": seed, "steps": args.steps,
+            "static_abs_rel": student["static"]["abs_rel"], "moving_abs_rel": moving.get("abs_rel"),
+            "static_a1": student["static"]["a1"], "moving_a1": moving.get("a1"),
+            "teacher": {key: run["trained"]["teacher"][key] for key in ("static", "dynamic")},
+            "motion_mask_share": run["trained"].get("motion_mask_share"), "curve": run["curve"],
+            "height": args.claim_height, "width": args.claim_width, "batch_size": args.batch_size,
+            "train_sequences": args.train_sequences, "test_seeds": args.test_seeds, "test_stride": args.test_stride,
+            "pose_source": args.pose_source, "automask_warmup_steps": args.automask_warmup_steps,
+            "initialisation": "random (no pretrained weights on this machine)",
+            "train_seconds": run["train_seconds"], "command": " ".join(["python", *sys.argv])}
+
+
+def merge_claim_records(args, finished: list) -> None:
+    """Add this invocation's runs to ``--claim-json`` (a list of records), replacing earlier records of the same
+    method, flow, seed, steps and setting; written atomically."""
+    path = Path(args.claim_json)
+    records = json.loads(path.read_text()) if path.is_file() else []
+    new = [claim_record(args, name, seed, run) for name, seed, run in finished]
+    keys = ("method", "flow", "seed", "steps", "height", "width", "pose_source")
+    replaced = {tuple(record[key] for key in keys) for record in new}
+    records = [record for record in records if tuple(record.get(key) for key in keys) not in replaced] + new
+    write_results(records, path)
+
+
 def bench_claim(args) -> dict:
     torch.set_num_threads(args.threads)
     if "manydepth2_flow_net" in args.methods and not args.flow_weights:
@@ -343,6 +350,8 @@ def bench_claim(args) -> dict:
             finished = [_claim_job(*job) for job in jobs]
     for name, seed, run in finished:
         rows[name]["runs"][seed] = run
+    if args.claim_json:
+        merge_claim_records(args, finished)
     for row in rows.values():
         row["summary"] = _summary(row["runs"])
     print(f"\nHeld-out seeds {args.test_seeds} (one frame in {args.test_stride}), median scaling, depth ≤ 80 m; "
@@ -482,6 +491,8 @@ def main() -> int:
                             "synthetic set's true ego-motion (losses.pose_source)")
     claim.add_argument("--dataset-pose-scale", type=float, default=0.1,
                        help="with --pose-source dataset: network units per metre (losses.dataset_pose_scale)")
+    claim.add_argument("--claim-json", default="",
+                       help="also merge one record per run into this JSON list (docs/results/claim.json format)")
     claim.add_argument("--keep-weights", default="",
                        help="save each trained model as a weights folder <DIR>/<method>_<seed> (else discarded)")
     parser.add_argument("--results", type=Path, default=RESULTS / "manydepth2.json",

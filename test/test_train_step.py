@@ -225,3 +225,23 @@ def test_automask_warmup_scores_every_pixel_until_its_step_then_auto_masks(tmp_p
     trainer.train()
     assert seen == [0, 1]  # the trainer hands its optimisation step to the loss
     assert [automasking(index) for index in seen] == [False, True]
+
+
+def test_dataset_flow_feeds_the_samples_exact_flow_to_the_static_reference(tmp_path):
+    """model.flow=dataset: the student's static reference uses each sample's exact flow (synthetic set with
+    data.exact_flow); without that flow in the data the run is refused with the fix."""
+    model = {"method": "manydepth2", "flow": "dataset", "height": 64, "width": 64, "pretrained": False,
+             "num_depth_bins": 8, "flow_start_epoch": 0}
+    with pytest.raises(ConfigError, match="data.exact_flow=true"):
+        Trainer(tiny_config(tmp_path, model=model), tmp_path / "refused")
+    config = tiny_config(tmp_path, model=model, data={"exact_flow": True})
+    step = TrainingStep(build_model(config.model), config).eval()
+    batch = _batch(config, [1, 2])
+    assert batch["flow_gt"][-1].shape == (2, 2, 64, 64)
+    with torch.no_grad():
+        outputs, _ = step(batch)
+        moved = {**batch, "flow_gt": {f: flow + 40.0 for f, flow in batch["flow_gt"].items()}}
+        everything_moves, _ = step(moved)
+    assert "motion_mask" in outputs["student"]
+    assert bool(everything_moves["student"]["motion_mask"].all())
+    assert outputs["student"]["motion_mask"].float().mean() < 1.0

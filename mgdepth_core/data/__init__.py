@@ -56,6 +56,8 @@ class DataConfig:
     synthetic_seed: int = option(0, "synthetic set: random seed of the first sequence")
     synthetic_sequences: int = option(4, "synthetic set: number of sequences (one seed each)")
     synthetic_frames: int = option(40, "synthetic set: frames per sequence")
+    exact_flow: bool = option(False, "synthetic set: every sample carries its exact optical flow (flow_gt), for "
+                                     "model.flow = dataset and flow training")
     image_topic: str = option("", "bag: image topic (sensor_msgs/Image or CompressedImage)")
     camera_info_topic: str = option("", "bag: camera_info topic; empty = intrinsics_file if set, else the image "
                                         "topic's sibling camera_info")

@@ -432,7 +432,7 @@ class SyntheticDynamicDataset(Dataset):
         seeds = [config.synthetic_seed + offsets[split] + i for i in range(config.synthetic_sequences)]
         return cls(seeds, config.synthetic_frames, config.height, config.width, config.frame_ids,
                    augment=training and config.augment, flip_probability=config.flip_probability,
-                   jitter_probability=config.jitter_probability)
+                   jitter_probability=config.jitter_probability, with_flow=config.exact_flow)
 
     def __len__(self) -> int:
         return len(self.index)

@@ -31,8 +31,9 @@ class ModelConfig:
     max_depth: float = option(100.0, "largest depth the disparity head can express, metres")
     min_depth_bin: float = option(0.1, "initial nearest cost-volume bin, metres (tracked during training)")
     max_depth_bin: float = option(10.0, "initial farthest cost-volume bin, metres (tracked during training)")
-    flow: Literal["gmflow", "raft_small", "raft_large", "none"] = option(
-        "gmflow", "Manydepth2 optical flow network (none = Manydepth2-NF)")
+    flow: Literal["gmflow", "raft_small", "raft_large", "none", "dataset"] = option(
+        "gmflow", "Manydepth2 optical flow network (none = Manydepth2-NF; dataset = the samples' exact flow, "
+                  "synthetic set with data.exact_flow: an upper bound, no network)")
     flow_weights: str = option("", "optical flow checkpoint; empty = torchvision's RAFT weights or the GMFlow "
                                    "Sintel checkpoint from the usual places")
     static_reference: Literal["paper", "release"] = option(

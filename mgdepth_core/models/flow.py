@@ -191,7 +191,8 @@ def downscale_flow(flow: torch.Tensor, scale: int = 2) -> torch.Tensor:
 
 
 def build_flow(backend: str, weights: str = "", num_flow_updates: int = 12) -> FlowEstimator | None:
-    """The FlowEstimator for ``ModelConfig.flow`` (``"none"`` → None, Manydepth2-NF)."""
-    if backend == "none":
+    """The FlowEstimator for ``ModelConfig.flow`` (``"none"`` → None, Manydepth2-NF; ``"dataset"`` → None, the
+    flow comes with every sample)."""
+    if backend in ("none", "dataset"):
         return None
     return FlowEstimator(backend, weights or None, num_flow_updates)

@@ -33,7 +33,12 @@ class Manydepth2Model(MultiFrameDepthModel):
         """Streaming cache: without flow (Manydepth2-NF) the lookup is the previous frame itself, so its stage-1
         features can be reused (``context["lookup_features"]``); with flow the lookup image is rebuilt from the
         current frame every time (static reference), so they cannot."""
-        return self.flow is None
+        return not self.uses_flow
+
+    @property
+    def uses_flow(self) -> bool:
+        """Manydepth2 proper: a flow network, or the data set's exact flow (``flow: dataset``); not NF."""
+        return self.flow is not None or self.config.flow == "dataset"
 
     def __init__(self, config: ModelConfig | None = None):
         super().__init__()
@@ -60,7 +65,7 @@ class Manydepth2Model(MultiFrameDepthModel):
     def uses_static_reference(self, epoch: int | None) -> bool:
         """Whether the lookup image is blended with the static reference: flow variant, and at test time
         (``epoch`` None) or from ``flow_start_epoch`` on during training."""
-        return self.flow is not None and (epoch is None or epoch >= self.config.flow_start_epoch)
+        return self.uses_flow and (epoch is None or epoch >= self.config.flow_start_epoch)
 
     def quarter_flow(self, image: torch.Tensor, lookup: torch.Tensor, image_features: torch.Tensor | None = None,
                      lookup_features: torch.Tensor | None = None) -> torch.Tensor:
@@ -104,6 +109,9 @@ class Manydepth2Model(MultiFrameDepthModel):
                     disp = self.teacher_forward(image)[("disp", 0)]
                 teacher_depth = disparity_to_depth(disp, self.config.min_depth, self.config.max_depth)[1]
             flow = context.get("flow")
+            if flow is None and self.flow is None:
+                raise ValueError("model.flow=dataset needs the sample's exact optical flow (context['flow']; the "
+                                 "synthetic set with data.exact_flow=true carries it as flow_gt)")
             if flow is None:
                 raw_image, raw_lookup = context.get("raw_image"), context.get("raw_lookup")
                 flow_image = image if raw_image is None else raw_image

@@ -149,10 +149,11 @@ class TrainingStep(nn.Module):
 
         lookup, T_lookup_current, augmentation_mask = self.matching_inputs(inputs)
         outputs["lookup"], outputs["augmentation_mask"] = lookup, augmentation_mask
+        known_flow = {"flow": inputs["flow_gt"][-1]} if self.config.model.flow == "dataset" else {}
         outputs["student"] = self.model.multi_frame_forward(
             inputs["color_aug"][0], lookup, T_lookup_current, inputs["K"],
             teacher_depth=outputs["teacher_depth"][0].detach(), raw_image=inputs["color"][0],
-            raw_lookup=inputs["color"][-1], epoch=epoch)
+            raw_lookup=inputs["color"][-1], epoch=epoch, **known_flow)
         outputs["student_depth"] = self.full_resolution_depths(outputs["student"])
         outputs["trust_mask"] = self.trust_mask(outputs["student"], outputs["teacher_depth"][0])
 
@@ -358,6 +359,9 @@ class Trainer:
         if (config.model.height, config.model.width) != (config.data.height, config.data.width):
             raise ConfigError(f"model.height/width {config.model.height}×{config.model.width} differ from "
                               f"data.height/width {config.data.height}×{config.data.width}; set both")
+        if config.model.flow == "dataset" and not (config.data.dataset == "synthetic" and config.data.exact_flow):
+            raise ConfigError("model.flow=dataset takes each sample's exact optical flow: it needs data.dataset="
+                              "synthetic with data.exact_flow=true (or a flow network: gmflow, raft_small, ...)")
         self.context = context or init_distributed(config.device)
         self.device = self.context.device
         seed_everything(config.seed + self.context.rank, config.deterministic)

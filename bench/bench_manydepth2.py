@@ -41,6 +41,7 @@ from torch.utils.data import default_collate
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from plot_claim import plot_claim
 from results_io import RESULTS, write_results
 
 from mgdepth_core.data import DataConfig
@@ -311,12 +312,15 @@ def claim_record(args, name: str, seed: int, run: dict) -> dict:
     """One run in the format of docs/results/claim.json (the student's figures at the last step, held out)."""
     method, flow = RESULT_NAMES[name]
     student = run["trained"]["student"]
+    untrained = {"step": 0, **{network: {"static_abs_rel": run["untrained"][network]["static"]["abs_rel"],
+                                         "moving_abs_rel": (run["untrained"][network]["dynamic"] or {}).get("abs_rel")}
+                               for network in ("teacher", "student")}}
     moving = student["dynamic"] or {}
     return {"method": method, "flow": flow, "seed": seed, "steps": args.steps,
             "static_abs_rel": student["static"]["abs_rel"], "moving_abs_rel": moving.get("abs_rel"),
             "static_a1": student["static"]["a1"], "moving_a1": moving.get("a1"),
             "teacher": {key: run["trained"]["teacher"][key] for key in ("static", "dynamic")},
-            "motion_mask_share": run["trained"].get("motion_mask_share"), "curve": run["curve"],
+            "motion_mask_share": run["trained"].get("motion_mask_share"), "curve": [untrained, *run["curve"]],
             "height": args.claim_height, "width": args.claim_width, "batch_size": args.batch_size,
             "train_sequences": args.train_sequences, "test_seeds": args.test_seeds, "test_stride": args.test_stride,
             "pose_source": args.pose_source, "automask_warmup_steps": args.automask_warmup_steps,
@@ -334,6 +338,7 @@ def merge_claim_records(args, finished: list) -> None:
     replaced = {tuple(record[key] for key in keys) for record in new}
     records = [record for record in records if tuple(record.get(key) for key in keys) not in replaced] + new
     write_results(records, path)
+    print(f"wrote {plot_claim(records, path.with_suffix('.png'))}")
 
 
 def bench_claim(args) -> dict:

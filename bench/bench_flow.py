@@ -17,46 +17,17 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from results_io import RESULTS, write_results
+from synthetic_pairs import parse_seeds, true_pairs
 
-from mgdepth_core.data.synthetic import SKY_DEPTH, SyntheticSequence
 from mgdepth_core.geometry import rigid_flow
 from mgdepth_core.models import ModelConfig
 from mgdepth_core.models.flow import FlowEstimator
 from mgdepth_core.train.flow_training import endpoint_errors
-
-
-def _parse_seeds(text: str) -> list[int]:
-    seeds = []
-    for part in text.split(","):
-        low, _, high = part.partition("-")
-        seeds.extend(range(int(low), int(high or low) + 1))
-    return seeds
-
-
-def test_pairs(seeds: list[int], frames: int, stride: int, height: int, width: int) -> list[dict]:
-    """(t, t − 1) pairs with exact flow, masks and the true rigid flow (true depth, sky at SKY_DEPTH, and pose)."""
-    pairs = []
-    for seed in seeds:
-        sequence = SyntheticSequence(seed, num_frames=frames, height=height, width=width)
-        moving_ids = [obj.instance_id for obj in sequence.objects if obj.moving]
-        for t in range(1, frames, stride):
-            target, previous = sequence.frame(t), sequence.frame(t - 1)
-            depth = torch.from_numpy(np.where(target["depth"] > 0, target["depth"], SKY_DEPTH)).float()[None, None]
-            T = torch.from_numpy(sequence.relative_pose(t - 1, t)).float()[None]
-            K = torch.from_numpy(sequence.K).float()[None]
-            pairs.append({
-                "image": torch.from_numpy(target["image"]).permute(2, 0, 1)[None].float() / 255,
-                "previous": torch.from_numpy(previous["image"]).permute(2, 0, 1)[None].float() / 255,
-                "flow": torch.from_numpy(sequence.optical_flow(t, t - 1, target))[None],
-                "rigid": rigid_flow(depth, T, K),
-                "moving": torch.from_numpy(np.isin(target["instances"], moving_ids))[None, None]})
-    return pairs
 
 
 def score(pairs: list[dict], predict, threshold: float) -> dict:
@@ -66,7 +37,7 @@ def score(pairs: list[dict], predict, threshold: float) -> dict:
     start = time.perf_counter()
     with torch.no_grad():
         for pair in pairs:
-            flow = predict(pair["image"], pair["previous"])
+            flow = predict(pair["image"], pair["reference"])
             epe = endpoint_errors(flow, pair["flow"])
             moving, static = pair["moving"], ~pair["moving"]
             flagged = (flow - pair["rigid"]).norm(dim=1, keepdim=True) > threshold
@@ -94,7 +65,7 @@ def main() -> int:
     parser.add_argument("--weights", nargs="*", default=[], help="RAFT checkpoints to score (flow.pth files)")
     parser.add_argument("--backend", choices=["raft_small", "raft_large"], default="raft_small",
                         help="network the weights belong to")
-    parser.add_argument("--seeds", type=_parse_seeds, default=_parse_seeds("2000-2003"),
+    parser.add_argument("--seeds", type=parse_seeds, default=parse_seeds("2000-2003"),
                         help="synthetic test seeds (held out from training seeds)")
     parser.add_argument("--frames", type=int, default=24, help="frames per sequence")
     parser.add_argument("--stride", type=int, default=3, help="use every Nth frame")
@@ -107,7 +78,9 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    pairs = test_pairs(args.seeds, args.frames, args.stride, args.height, args.width)
+    pairs = true_pairs(args.seeds, args.frames, args.stride, args.height, args.width)
+    for pair in pairs:
+        pair["rigid"] = rigid_flow(pair["depth"], pair["T"], pair["K"])
     sources = {"zero": lambda image, previous: torch.zeros_like(image[:, :2]),
                "random": FlowEstimator(args.backend, search_cache=False)}
     for path in args.weights:

@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from plot_claim import plot_claim
 from results_io import RESULTS, write_results
+from synthetic_pairs import parse_seeds
 
 from mgdepth_core.data import DataConfig
 from mgdepth_core.data.synthetic import SyntheticDynamicDataset
@@ -154,17 +155,6 @@ def bench_speed(args) -> dict:
 
 
 # --------------------------------------------------------------------------------------------------- claim
-def _parse_seeds(text: str) -> list[int]:
-    seeds = []
-    for part in text.split(","):
-        if "-" in part:
-            low, high = part.split("-")
-            seeds.extend(range(int(low), int(high) + 1))
-        else:
-            seeds.append(int(part))
-    return seeds
-
-
 CLAIM_METHODS = {  # name → (ModelConfig fields, TrainConfig fields)
     "manydepth": (dict(method="manydepth", flow="none"), {}),
     "manydepth2_nf": (dict(method="manydepth2", flow="none"), {}),
@@ -469,7 +459,7 @@ def main() -> int:
     claim.add_argument("--bins", type=int, default=32, help="cost-volume depth bins")
     claim.add_argument("--train-sequences", type=int, default=8, help="training sequences (seeds 0..N-1)")
     claim.add_argument("--frames-per-sequence", type=int, default=20, help="frames per synthetic sequence")
-    claim.add_argument("--test-seeds", type=_parse_seeds, default=_parse_seeds("2000-2003"),
+    claim.add_argument("--test-seeds", type=parse_seeds, default=parse_seeds("2000-2003"),
                        help="held-out sequence seeds, e.g. 2000-2003 or 2000,2005")
     claim.add_argument("--test-stride", type=int, default=2, help="evaluate every Nth test frame")
     claim.add_argument("--methods", nargs="+", default=["manydepth", "manydepth2_nf", "manydepth2_oracle_flow"],
@@ -477,7 +467,7 @@ def main() -> int:
     claim.add_argument("--static-reference", choices=["paper", "release"], default="paper",
                        help="static reference construction for the Manydepth2 flow variants")
     claim.add_argument("--flow-weights", default="", help="GMFlow/RAFT checkpoint for manydepth2_flow_net")
-    claim.add_argument("--seeds", type=_parse_seeds, default=[1],
+    claim.add_argument("--seeds", type=parse_seeds, default=[1],
                        help="training seeds, one run per method and seed, e.g. 1-3 (the same for every method)")
     claim.add_argument("--eval-every", type=int, default=0,
                        help="also score the held-out frames every N steps during training (0 = before and after)")

@@ -35,49 +35,14 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from results_io import RESULTS, write_results
+from synthetic_pairs import parse_seeds, true_pairs
 
-from mgdepth_core.data.synthetic import SKY_DEPTH, SyntheticSequence
 from mgdepth_core.geometry import intrinsics_at_scale
 from mgdepth_core.models import ModelConfig
 from mgdepth_core.models.cost_volume import plane_sweep_depth
 from mgdepth_core.models.static_reference import build_static_reference
 
 WITHIN = 0.10  # a pixel is found when its best bin is within 10 % of the true depth
-
-
-def _parse_seeds(text: str) -> list[int]:
-    seeds = []
-    for part in text.split(","):
-        low, _, high = part.partition("-")
-        seeds.extend(range(int(low), int(high or low) + 1))
-    return seeds
-
-
-def render_pairs(seeds: list[int], frames: int, stride: int, height: int, width: int) -> list[dict]:
-    """(t − 1, t) pairs with true depth (sky at SKY_DEPTH), pose, exact flow, masks and the ideal reference."""
-    pairs = []
-    for seed in seeds:
-        sequence = SyntheticSequence(seed, num_frames=frames, height=height, width=width)
-        for t in range(1, frames, stride):
-            target = sequence.frame(t)
-
-            def image(rendered: dict) -> torch.Tensor:
-                return torch.from_numpy(rendered["image"]).permute(2, 0, 1)[None].float() / 255
-
-            true_depth = target["depth"]
-            moving_ids = [obj.instance_id for obj in sequence.objects if obj.moving]
-            pairs.append({
-                "seed": seed, "frame": t,
-                "image": image(target), "reference": image(sequence.frame(t - 1)),
-                "ideal": image(sequence.frame(t - 1, object_time=t)),
-                "depth": torch.from_numpy(np.where(true_depth > 0, true_depth, SKY_DEPTH)).float()[None, None],
-                "true_depth": torch.from_numpy(true_depth).float()[None, None],
-                "moving": torch.from_numpy(np.isin(target["instances"], moving_ids))[None, None],
-                "flow": torch.from_numpy(sequence.optical_flow(t, t - 1, target))[None],
-                "T": torch.from_numpy(sequence.relative_pose(t - 1, t)).float()[None],
-                "K": torch.from_numpy(sequence.K).float()[None],
-            })
-    return pairs
 
 
 def lookup_variants(config: ModelConfig, thresholds: tuple[float, ...] = ()) -> dict:
@@ -159,7 +124,7 @@ def print_table(title: str, rows: dict) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=_parse_seeds, default=_parse_seeds("2000-2003"),
+    parser.add_argument("--seeds", type=parse_seeds, default=parse_seeds("2000-2003"),
                         help="synthetic test seeds, e.g. 2000-2003 (held out from training seeds)")
     parser.add_argument("--frames", type=int, default=24, help="frames per sequence")
     parser.add_argument("--stride", type=int, default=3, help="use every Nth frame as a target frame")
@@ -172,6 +137,8 @@ def main() -> int:
     parser.add_argument("--thresholds", type=float, nargs="*", default=[],
                         help="also the default with these motion thresholds, full-resolution pixels")
     parser.add_argument("--weights", default="", help="trained weights folder: also sweep its matching features")
+    parser.add_argument("--feature-height", type=int, default=0, help="feature sweep image height (0 = the model's)")
+    parser.add_argument("--feature-width", type=int, default=0, help="feature sweep image width (0 = the model's)")
     parser.add_argument("--feature-only", action="store_true", help="skip the photometric sweep")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--results", type=Path, default=RESULTS / "static_reference.json", help="JSON output")
@@ -188,7 +155,7 @@ def main() -> int:
                                              "clear_old_positions": config.clear_old_positions}}
     if not args.feature_only:
         start = time.perf_counter()
-        pairs = render_pairs(args.seeds, args.frames, args.stride, args.height, args.width)
+        pairs = true_pairs(args.seeds, args.frames, args.stride, args.height, args.width)
         rows = run_sweep(pairs, lookup_variants(config, tuple(args.thresholds)), bins, args.box)
         title = (f"Photometric plane sweep, {args.width}×{args.height} (cost at 1/4), {len(pairs)} held-out pairs of "
                  f"seeds {args.seeds}, {args.bins} log bins {args.min_depth}–{args.max_depth} m, {args.box}×"
@@ -200,13 +167,16 @@ def main() -> int:
         from mgdepth_core.models.weights import load_weights
 
         model = load_weights(args.weights).eval()
-        height, width = model.config.height, model.config.width
-        pairs = render_pairs(args.seeds, args.frames, args.stride, height, width)
+        height = args.feature_height or model.config.height
+        width = args.feature_width or model.config.width
+        pairs = true_pairs(args.seeds, args.frames, args.stride, height, width)
         rows = run_sweep(pairs, lookup_variants(config), bins, 1, features=model.matching_features)
-        print_table(f"Feature-space sweep on {model.method}'s matching features ({args.weights}), {width}×{height}, "
-                    f"{len(pairs)} pairs, per-pixel L1 (the student's cost)", rows)
+        print_table(f"Feature-space sweep on {model.method}'s matching features ({args.weights}, trained at "
+                    f"{model.config.width}×{model.config.height}), {width}×{height}, {len(pairs)} pairs, per-pixel L1 "
+                    f"(the student's cost)", rows)
         result["features"] = {"weights": str(args.weights), "method": model.method, "height": height,
-                              "width": width, "pairs": len(pairs), "rows": rows}
+                              "width": width, "model_height": model.config.height, "model_width": model.config.width,
+                              "pairs": len(pairs), "rows": rows}
     write_results(result, args.results)
     return 0
 

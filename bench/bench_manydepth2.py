@@ -155,25 +155,20 @@ def bench_speed(args) -> dict:
 
 
 # --------------------------------------------------------------------------------------------------- claim
-CLAIM_METHODS = {  # name → (ModelConfig fields, TrainConfig fields)
-    "manydepth": (dict(method="manydepth", flow="none"), {}),
-    "manydepth2_nf": (dict(method="manydepth2", flow="none"), {}),
-    "manydepth2_oracle_flow": (dict(method="manydepth2", flow="dataset"), {}),
-    "manydepth2_oracle_flow_dyna_dm": (dict(method="manydepth2", flow="dataset"), dict(dynamic_objects="dyna-dm")),
-    "manydepth2_flow_net": (dict(method="manydepth2"), {}),  # needs --flow-weights
-}
-RESULT_NAMES = {  # name → (method, flow) in docs/results/claim.json
-    "manydepth": ("manydepth", "none"), "manydepth2_nf": ("manydepth2_nf", "none"),
-    "manydepth2_oracle_flow": ("manydepth2", "exact"),
-    "manydepth2_oracle_flow_dyna_dm": ("manydepth2_dyna_dm", "exact"),
-    "manydepth2_flow_net": ("manydepth2", "trained"),
+CLAIM_METHODS = {  # name → (ModelConfig fields, TrainConfig fields, (method, flow) in docs/results/claim.json)
+    "manydepth": (dict(method="manydepth", flow="none"), {}, ("manydepth", "none")),
+    "manydepth2_nf": (dict(method="manydepth2", flow="none"), {}, ("manydepth2_nf", "none")),
+    "manydepth2_oracle_flow": (dict(method="manydepth2", flow="dataset"), {}, ("manydepth2", "exact")),
+    "manydepth2_oracle_flow_dyna_dm": (dict(method="manydepth2", flow="dataset"), dict(dynamic_objects="dyna-dm"),
+                                       ("manydepth2_dyna_dm", "exact")),
+    "manydepth2_flow_net": (dict(method="manydepth2"), {}, ("manydepth2", "trained")),  # needs --flow-weights
 }
 
 
 def _train_config(args, name: str, seed: int):
     from mgdepth_core.train.config import LossConfig, OptimConfig, TrainConfig
 
-    model_fields, run_fields = CLAIM_METHODS[name]
+    model_fields, run_fields, _ = CLAIM_METHODS[name]
     model = ModelConfig(height=args.claim_height, width=args.claim_width, pretrained=False,
                         num_depth_bins=args.bins, flow_start_epoch=0, static_reference=args.static_reference,
                         flow_weights=args.flow_weights, **model_fields)
@@ -300,7 +295,7 @@ def _claim_job(args, name: str, seed: int, scratch: str) -> tuple[str, int, dict
 
 def claim_record(args, name: str, seed: int, run: dict) -> dict:
     """One run in the format of docs/results/claim.json (the student's figures at the last step, held out)."""
-    method, flow = RESULT_NAMES[name]
+    method, flow = CLAIM_METHODS[name][2]
     student = run["trained"]["student"]
     untrained = {"step": 0, **{network: {"static_abs_rel": run["untrained"][network]["static"]["abs_rel"],
                                          "moving_abs_rel": (run["untrained"][network]["dynamic"] or {}).get("abs_rel")}

@@ -65,6 +65,12 @@ def load_flow_state(model: nn.Module, path: str | Path, backend: str) -> None:
     model.load_state_dict(state, strict=True)
 
 
+def _check_pair(image1: torch.Tensor, image2: torch.Tensor) -> None:
+    if image1.shape != image2.shape or image1.dim() != 4 or image1.shape[1] != 3:
+        raise ValueError(f"flow inputs must be two B×3×H×W images of one shape, got {tuple(image1.shape)} and "
+                         f"{tuple(image2.shape)}")
+
+
 class FlowEstimator(nn.Module):
     """Frozen optical flow. ``forward(image1, image2)``: B×3×H×W in [0, 1] → flow image1 → image2, B×2×H×W pixels.
 
@@ -135,9 +141,7 @@ class FlowEstimator(nn.Module):
                 features2: torch.Tensor | None = None) -> torch.Tensor:
         """``features1``/``features2``: :meth:`encode` of the two frames where known (GMFlow; the backbone then
         runs only for the other frame)."""
-        if image1.shape != image2.shape or image1.dim() != 4 or image1.shape[1] != 3:
-            raise ValueError(f"flow inputs must be two B×3×H×W images of one shape, got {tuple(image1.shape)} and "
-                             f"{tuple(image2.shape)}")
+        _check_pair(image1, image2)
         if self.backend == "gmflow":
             height, width = image1.shape[-2:]
             return self.net(self._pad(image1), self._pad(image2), features1, features2)[..., :height, :width]
@@ -151,9 +155,7 @@ class FlowEstimator(nn.Module):
         estimator's), each B×2×H×W pixels, with gradients where enabled: what flow training supervises."""
         if self.backend == "gmflow":
             raise ValueError("flow_predictions is RAFT's; GMFlow is loaded from the official checkpoint, not trained")
-        if image1.shape != image2.shape or image1.dim() != 4 or image1.shape[1] != 3:
-            raise ValueError(f"flow inputs must be two B×3×H×W images of one shape, got {tuple(image1.shape)} and "
-                             f"{tuple(image2.shape)}")
+        _check_pair(image1, image2)
         height, width = image1.shape[-2:]
         predictions = self.net(2 * self._pad(image1) - 1, 2 * self._pad(image2) - 1,
                                num_flow_updates=num_flow_updates or self.num_flow_updates)

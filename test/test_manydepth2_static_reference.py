@@ -15,7 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mgdepth_core.data.synthetic import SKY_DEPTH, SyntheticSequence
+from mgdepth_core.data.synthetic import SyntheticSequence, true_geometry_pair
 from mgdepth_core.geometry import intrinsics_at_scale, inverse_warp, rigid_flow
 from mgdepth_core.models.cost_volume import plane_sweep_depth
 from mgdepth_core.models.static_reference import build_static_reference
@@ -25,27 +25,13 @@ THRESHOLD_PX = 1.0  # full-resolution pixels; the flows here are exact
 
 
 def true_pair(seed: int, frame: int) -> dict:
-    """Target frame ``frame``, reference frame − 1, exact depth, pose, optical flow target → reference, the
-    object-induced part of that flow (what a perfect motion detector sees) and the ideal static reference."""
-    sequence = SyntheticSequence(seed, num_frames=frame + 1, height=HEIGHT, width=WIDTH)
-    target = sequence.frame(frame)
-
-    def image(rendered: dict) -> torch.Tensor:
-        return torch.from_numpy(rendered["image"]).permute(2, 0, 1)[None].float() / 255
-
-    depth = torch.from_numpy(np.where(target["depth"] > 0, target["depth"], SKY_DEPTH)).float()[None, None]
-    T = torch.from_numpy(sequence.relative_pose(frame - 1, frame)).float()[None]
-    K = torch.from_numpy(sequence.K).float()[None]
-    flow = torch.from_numpy(sequence.optical_flow(frame, frame - 1, target))[None]
-    moving_ids = [obj.instance_id for obj in sequence.objects if obj.moving]
-    return {
-        "image": image(target), "reference": image(sequence.frame(frame - 1)),
-        "ideal": image(sequence.frame(frame - 1, object_time=frame)),
-        "depth": depth, "true_depth": torch.from_numpy(target["depth"])[None, None], "K": K, "T": T, "flow": flow,
-        "object_motion_px": (flow - rigid_flow(depth, T, K)).norm(dim=1, keepdim=True),
-        "moving_object": torch.from_numpy(np.isin(target["instances"], moving_ids))[None, None],
-        "sky": torch.from_numpy(target["depth"] == 0)[None, None],
-    }
+    """Target frame ``frame``, reference frame − 1 with exact depth, pose, flow and the ideal static reference,
+    plus the object-induced part of the flow (what a perfect motion detector sees) and the sky."""
+    pair = true_geometry_pair(SyntheticSequence(seed, num_frames=frame + 1, height=HEIGHT, width=WIDTH), frame)
+    pair["object_motion_px"] = (pair["flow"] - rigid_flow(pair["depth"], pair["T"], pair["K"])).norm(dim=1,
+                                                                                                   keepdim=True)
+    pair["sky"] = pair["true_depth"] == 0
+    return pair
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +59,7 @@ def test_paper_mode_motion_mask_covers_moving_objects_and_not_the_static_scene(s
         result = paper_reference(scene)
         mask = result.motion_mask
         visibly_moving = scene["object_motion_px"] > THRESHOLD_PX
-        static = ~scene["moving_object"] & ~scene["sky"]
+        static = ~scene["moving"] & ~scene["sky"]
         iou = (mask & visibly_moving).sum().item() / (mask | visibly_moving).sum().item()
         assert iou > 0.95
         clearly_moving = scene["object_motion_px"] > 2 * THRESHOLD_PX
@@ -121,7 +107,7 @@ def found_within_10_percent(scene: dict, lookup: torch.Tensor) -> tuple[float, f
     depth = scene["true_depth"]
     valid = (depth >= 1) & (depth <= 120)
     found = (best - depth).abs() < 0.1 * depth
-    moving, static = valid & scene["moving_object"], valid & ~scene["moving_object"]
+    moving, static = valid & scene["moving"], valid & ~scene["moving"]
     return (found & moving).sum().item() / moving.sum().item(), (found & static).sum().item() / static.sum().item()
 
 

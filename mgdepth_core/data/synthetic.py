@@ -360,6 +360,31 @@ class SyntheticSequence:
         return (np.clip(image, 0, 1) * 255.0 + 0.5).astype(np.uint8)
 
 
+def true_geometry_pair(sequence: SyntheticSequence, t: int) -> dict:
+    """Frames t − 1 and t with perfect geometry, as 1-batch tensors (benchmarks and tests of the static reference
+    and the flow): ``image`` (frame t) and ``reference`` (t − 1) B×3×H×W in [0, 1]; ``ideal`` (camera t − 1, every
+    object where it is at t); ``depth`` (true, sky at SKY_DEPTH) and ``true_depth`` (0 = sky) B×1×H×W metres;
+    ``moving`` B×1×H×W bool (moving-object pixels at t); ``flow`` exact t → t − 1, B×2×H×W pixels; ``T`` =
+    T_{t−1, t} B×4×4; ``K`` B×3×3."""
+    def image(rendered: dict) -> torch.Tensor:
+        return torch.from_numpy(rendered["image"]).permute(2, 0, 1)[None].float() / 255
+
+    target = sequence.frame(t)
+    true_depth = target["depth"]
+    moving_ids = [obj.instance_id for obj in sequence.objects if obj.moving]
+    return {
+        "seed": sequence.seed, "frame": t,
+        "image": image(target), "reference": image(sequence.frame(t - 1)),
+        "ideal": image(sequence.frame(t - 1, object_time=t)),
+        "depth": torch.from_numpy(np.where(true_depth > 0, true_depth, SKY_DEPTH)).float()[None, None],
+        "true_depth": torch.from_numpy(true_depth).float()[None, None],
+        "moving": torch.from_numpy(np.isin(target["instances"], moving_ids))[None, None],
+        "flow": torch.from_numpy(sequence.optical_flow(t, t - 1, target))[None],
+        "T": torch.from_numpy(sequence.relative_pose(t - 1, t)).float()[None],
+        "K": torch.from_numpy(sequence.K).float()[None],
+    }
+
+
 def _lambert(normal: np.ndarray) -> float:
     """Ambient + diffuse shading factor of a surface with unit ``normal`` under the fixed sun."""
     return 0.45 + 0.55 * max(0.0, float(normal @ SUN))

@@ -25,6 +25,7 @@ static abs_rel is summarised (median and worst). Results go to bench/results/man
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import multiprocessing
 import resource
@@ -161,7 +162,7 @@ CLAIM_METHODS = {  # name → (ModelConfig fields, TrainConfig fields, (method, 
     "manydepth2_oracle_flow": (dict(method="manydepth2", flow="dataset"), {}, ("manydepth2", "exact")),
     "manydepth2_oracle_flow_dyna_dm": (dict(method="manydepth2", flow="dataset"), dict(dynamic_objects="dyna-dm"),
                                        ("manydepth2_dyna_dm", "exact")),
-    "manydepth2_flow_net": (dict(method="manydepth2"), {}, ("manydepth2", "trained")),  # needs --flow-weights
+    "manydepth2_flow_net": (dict(method="manydepth2"), {}, ("manydepth2", "trained")),  # --flow-weights/-backend
 }
 
 
@@ -169,6 +170,7 @@ def _train_config(args, name: str, seed: int):
     from mgdepth_core.train.config import LossConfig, OptimConfig, TrainConfig
 
     model_fields, run_fields, _ = CLAIM_METHODS[name]
+    model_fields = {"flow": args.flow_backend, **model_fields}
     model = ModelConfig(height=args.claim_height, width=args.claim_width, pretrained=False,
                         num_depth_bins=args.bins, flow_start_epoch=0, static_reference=args.static_reference,
                         flow_weights=args.flow_weights, **model_fields)
@@ -184,14 +186,14 @@ def _train_config(args, name: str, seed: int):
                        log_frequency=10 ** 9, save_frequency=10 ** 6, device="cpu")
 
 
-def _trainer(args, name: str, run_dir: Path, seed: int):
+def _trainer(args, name: str, run_dir: Path, seed: int, resume: bool = False):
     """A Trainer for method ``name`` on the training sequences with training seed ``seed`` (the oracle variants
     take each sample's exact flow: ``model.flow: dataset``)."""
     from mgdepth_core.train.trainer import Trainer
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return Trainer(_train_config(args, name, seed), run_dir)
+        return Trainer(_train_config(args, name, seed), run_dir, resume=resume)
 
 
 def _evaluate(args, name: str, trainer) -> dict:
@@ -247,38 +249,51 @@ def _cell(row: dict, subset: str, key: str) -> str:
     return "n/a" if row[subset] is None else f"{row[subset][key]:.4f}"
 
 
+PROGRESS_FILE = "claim_progress.json"  # a run folder's held-out scores so far (with --run-root, for --resume)
+
+
 def _train_and_score(args, name: str, seed: int, run_dir: Path) -> dict:
     """Train method ``name`` from random weights with training seed ``seed``; held-out scores before, during
-    (every ``--eval-every`` steps) and after."""
-    trainer = _trainer(args, name, run_dir, seed)
-    untrained = _evaluate(args, name, trainer)
-    curve, seconds = [], 0.0
+    (every ``--eval-every`` steps) and after. Each evaluation point ends with a checkpoint in ``run_dir`` and the
+    scores so far in ``run_dir/claim_progress.json``; with ``--resume`` a run continues from there. Every point
+    is also merged into ``--claim-json`` at once, with the step it reached, so a run cut off keeps its figures."""
+    progress_path = run_dir / PROGRESS_FILE
+    resume = args.resume and progress_path.is_file()
+    trainer = _trainer(args, name, run_dir, seed, resume=resume)
+    if resume:
+        run = json.loads(progress_path.read_text())
+        print(f"    {name} seed {seed}: resumed at step {trainer.step} from {run_dir}", flush=True)
+    else:
+        run = {"untrained": _evaluate(args, name, trainer), "curve": [], "train_seconds": 0.0}
     checkpoints = list(range(args.eval_every, args.steps, args.eval_every)) if args.eval_every else []
-    for target in checkpoints + [args.steps]:
+    for target in [step for step in checkpoints + [args.steps] if step > trainer.step]:
         trainer.config.max_steps = target
         start = time.perf_counter()
         trainer.train()
-        seconds += time.perf_counter() - start
+        run["train_seconds"] += time.perf_counter() - start
         scores = _evaluate(args, name, trainer)
-        curve.append({"step": target, **{network: {
+        run["trained"], run["steps_reached"] = scores, target
+        run["curve"].append({"step": target, **{network: {
             "photometric_all_pixels": scores[network]["photometric_all_pixels"],
             "static_abs_rel": scores[network]["static"]["abs_rel"],
             "moving_abs_rel": (scores[network]["dynamic"] or {}).get("abs_rel")} for network in ("teacher", "student")},
             "motion_mask_share": scores.get("motion_mask_share")})
-        if target != args.steps:
-            point = curve[-1]
-            flagged = point["motion_mask_share"]
-            print(f"    {name} seed {seed} step {target}: abs_rel static / moving teacher "
-                  f"{point['teacher']['static_abs_rel']:.3f} / {point['teacher']['moving_abs_rel'] or float('nan'):.3f}"
-                  f", student {point['student']['static_abs_rel']:.3f} / "
-                  f"{point['student']['moving_abs_rel'] or float('nan'):.3f}"
-                  + (f"; motion mask on static {flagged['static']:.3f}, moving {flagged['moving']:.3f}" if flagged
-                     else ""), flush=True)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_results(run, progress_path)
+        if args.claim_json:
+            merge_claim_records(args, [(name, seed, run)])
+        point, flagged = run["curve"][-1], run["curve"][-1]["motion_mask_share"]
+        print(f"    {name} seed {seed} step {target}: abs_rel static / moving teacher "
+              f"{point['teacher']['static_abs_rel']:.3f} / {point['teacher']['moving_abs_rel'] or float('nan'):.3f}"
+              f", student {point['student']['static_abs_rel']:.3f} / "
+              f"{point['student']['moving_abs_rel'] or float('nan'):.3f}"
+              + (f"; motion mask on static {flagged['static']:.3f}, moving {flagged['moving']:.3f}" if flagged
+                 else ""), flush=True)
     if args.keep_weights:
         from mgdepth_core.models.weights import save_weights
 
         save_weights(trainer.model, Path(args.keep_weights) / f"{name}_{seed}")
-    return {"untrained": untrained, "trained": scores, "curve": curve, "train_seconds": seconds}
+    return run
 
 
 def _claim_job(args, name: str, seed: int, scratch: str) -> tuple[str, int, dict]:
@@ -286,7 +301,7 @@ def _claim_job(args, name: str, seed: int, scratch: str) -> tuple[str, int, dict
     torch.set_num_threads(args.threads)
     print(f"training {name} (seed {seed}): {args.steps} steps, batch {args.batch_size}, {args.claim_width}×"
           f"{args.claim_height}, train seeds 0..{args.train_sequences - 1}, poses from {args.pose_source}", flush=True)
-    run = _train_and_score(args, name, seed, Path(scratch) / f"{name}_{seed}")
+    run = _train_and_score(args, name, seed, Path(scratch) / f"{name}_{seed}_{args.steps}")
     student = run["trained"]["student"]
     print(f"  {name} (seed {seed}) trained in {run['train_seconds']:.0f} s; student abs_rel static "
           f"{_cell(student, 'static', 'abs_rel')}, moving {_cell(student, 'dynamic', 'abs_rel')}", flush=True)
@@ -302,6 +317,7 @@ def claim_record(args, name: str, seed: int, run: dict) -> dict:
                                for network in ("teacher", "student")}}
     moving = student["dynamic"] or {}
     return {"method": method, "flow": flow, "seed": seed, "steps": args.steps,
+            "steps_reached": run["steps_reached"], "complete": run["steps_reached"] == args.steps,
             "static_abs_rel": student["static"]["abs_rel"], "moving_abs_rel": moving.get("abs_rel"),
             "static_a1": student["static"]["a1"], "moving_a1": moving.get("a1"),
             "teacher": {key: run["trained"]["teacher"][key] for key in ("static", "dynamic")},
@@ -314,25 +330,31 @@ def claim_record(args, name: str, seed: int, run: dict) -> dict:
 
 
 def merge_claim_records(args, finished: list) -> None:
-    """Add this invocation's runs to ``--claim-json`` (a list of records), replacing earlier records of the same
-    method, flow, seed, steps and setting; written atomically."""
+    """Add runs to ``--claim-json`` (a list of records), replacing earlier records of the same method, flow, seed,
+    steps and setting; under a file lock (parallel jobs merge as they go) and written atomically."""
     path = Path(args.claim_json)
-    records = json.loads(path.read_text()) if path.is_file() else []
-    new = [claim_record(args, name, seed, run) for name, seed, run in finished]
-    keys = ("method", "flow", "seed", "steps", "height", "width", "pose_source")
-    replaced = {tuple(record[key] for key in keys) for record in new}
-    records = [record for record in records if tuple(record.get(key) for key in keys) not in replaced] + new
-    write_results(records, path)
-    print(f"wrote {plot_claim(records, path.with_suffix('.png'))}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        records = json.loads(path.read_text()) if path.is_file() else []
+        new = [claim_record(args, name, seed, run) for name, seed, run in finished]
+        keys = ("method", "flow", "seed", "steps", "height", "width", "pose_source")
+        replaced = {tuple(record[key] for key in keys) for record in new}
+        records = [record for record in records if tuple(record.get(key) for key in keys) not in replaced] + new
+        write_results(records, path)
+        print(f"wrote {plot_claim(records, path.with_suffix('.png'))}")
 
 
 def bench_claim(args) -> dict:
     torch.set_num_threads(args.threads)
     if "manydepth2_flow_net" in args.methods and not args.flow_weights:
         raise SystemExit("manydepth2_flow_net needs --flow-weights (a GMFlow or RAFT checkpoint)")
+    if args.resume and not args.run_root:
+        raise SystemExit("--resume needs --run-root (the folder the interrupted runs were written to)")
     rows: dict[str, dict] = {name: {"runs": {}} for name in args.methods}
     with tempfile.TemporaryDirectory() as scratch:
-        jobs = [(args, name, seed, scratch) for name in args.methods for seed in args.seeds]
+        root = args.run_root or scratch
+        jobs = [(args, name, seed, root) for name in args.methods for seed in args.seeds]
         if args.jobs > 1:
             with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
                 finished = pool.starmap(_claim_job, jobs)
@@ -340,8 +362,6 @@ def bench_claim(args) -> dict:
             finished = [_claim_job(*job) for job in jobs]
     for name, seed, run in finished:
         rows[name]["runs"][seed] = run
-    if args.claim_json:
-        merge_claim_records(args, finished)
     for row in rows.values():
         row["summary"] = _summary(row["runs"])
     print(f"\nHeld-out seeds {args.test_seeds} (one frame in {args.test_stride}), median scaling, depth ≤ 80 m; "
@@ -461,7 +481,10 @@ def main() -> int:
                        choices=list(CLAIM_METHODS), help="methods to train and compare")
     claim.add_argument("--static-reference", choices=["paper", "release"], default="paper",
                        help="static reference construction for the Manydepth2 flow variants")
-    claim.add_argument("--flow-weights", default="", help="GMFlow/RAFT checkpoint for manydepth2_flow_net")
+    claim.add_argument("--flow-weights", default="", help="GMFlow/RAFT checkpoint for manydepth2_flow_net "
+                                                           "(e.g. runs/flow_raft_small/flow.pth of mgdepth train-flow)")
+    claim.add_argument("--flow-backend", choices=["gmflow", "raft_small", "raft_large"], default="raft_small",
+                       help="the network --flow-weights holds")
     claim.add_argument("--seeds", type=parse_seeds, default=[1],
                        help="training seeds, one run per method and seed, e.g. 1-3 (the same for every method)")
     claim.add_argument("--eval-every", type=int, default=0,
@@ -483,6 +506,11 @@ def main() -> int:
                        help="with --pose-source dataset: network units per metre (losses.dataset_pose_scale)")
     claim.add_argument("--claim-json", default="",
                        help="also merge one record per run into this JSON list (docs/results/claim.json format)")
+    claim.add_argument("--run-root", default="",
+                       help="keep each run's folder (checkpoints, scores so far) under this folder instead of a "
+                            "temporary one; needed by --resume")
+    claim.add_argument("--resume", action="store_true",
+                       help="continue the runs found under --run-root from their last evaluation point")
     claim.add_argument("--keep-weights", default="",
                        help="save each trained model as a weights folder <DIR>/<method>_<seed> (else discarded)")
     parser.add_argument("--results", type=Path, default=RESULTS / "manydepth2.json",

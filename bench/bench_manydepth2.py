@@ -266,7 +266,8 @@ def _train_and_score(args, name: str, seed: int, run_dir: Path) -> dict:
     else:
         run = {"untrained": _evaluate(args, name, trainer), "curve": [], "train_seconds": 0.0}
     checkpoints = list(range(args.eval_every, args.steps, args.eval_every)) if args.eval_every else []
-    for target in [step for step in checkpoints + [args.steps] if step > trainer.step]:
+    recorded = run.get("steps_reached", 0)  # a kill between checkpoint and scores: that point is scored again
+    for target in [step for step in checkpoints + [args.steps] if step > recorded]:
         trainer.config.max_steps = target
         start = time.perf_counter()
         trainer.train()

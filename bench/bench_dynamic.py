@@ -122,7 +122,7 @@ def filter_accuracy(sequences: list[SyntheticSequence], config: DynamicObjectsCo
 def briefly_trained(config: TrainConfig, steps: int, seed: int = 0):
     """Manydepth + Dyna-DM trained for ``steps`` Adam steps on the synthetic training sequences (teacher and pose
     net train throughout; nothing is saved)."""
-    from mgdepth_core.dynamic import build_training_hook
+    from mgdepth_core.train.dyna_dm import build_training_hook
     from mgdepth_core.train.trainer import TrainingStep
 
     torch.manual_seed(seed)
@@ -145,7 +145,7 @@ def briefly_trained(config: TrainConfig, steps: int, seed: int = 0):
 
 def step_cost(height: int, width: int, batch: int, object_motion_all: bool, steps: int, seed: int = 0) -> dict:
     """Median seconds of a training step (forward + backward + Adam) and objects given motion per step."""
-    from mgdepth_core.dynamic import build_training_hook
+    from mgdepth_core.train.dyna_dm import build_training_hook
     from mgdepth_core.train.trainer import TrainingStep
 
     torch.manual_seed(seed)
@@ -207,7 +207,7 @@ def main() -> None:
         model, hook, seconds = briefly_trained(config, args.train_steps)
         label = f"network depth and pose, trained {args.train_steps} steps"
     else:
-        from mgdepth_core.dynamic import build_training_hook
+        from mgdepth_core.train.dyna_dm import build_training_hook
 
         torch.manual_seed(0)
         model = build_model(config.model)

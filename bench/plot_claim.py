@@ -24,10 +24,11 @@ def plot_claim(records: list[dict], path: Path) -> Path:
 
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for record in records:
-        groups[(record["method"], record["flow"], record["height"], record["width"])].append(record)
+        groups[(record["method"], record["flow"], record["height"], record["width"], record["steps"])].append(record)
     figure, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=False)
-    for (method, flow, height, width), runs in sorted(groups.items()):
-        label = f"{method} (flow: {flow}), {width}×{height}, {len(runs)} seed{'s' * (len(runs) > 1)}"
+    for (method, flow, height, width, budget), runs in sorted(groups.items()):
+        label = (f"{method} (flow: {flow}), {width}×{height}, {budget}-step runs, {len(runs)} "
+                 f"seed{'s' * (len(runs) > 1)}")
         for axis, key in zip(axes, ("static_abs_rel", "moving_abs_rel")):
             steps = sorted({point["step"] for run in runs for point in run["curve"]})
             values = np.array([[next((p["student"][key] for p in run["curve"] if p["step"] == step), np.nan)

@@ -17,24 +17,12 @@ import numpy as np
 import torch
 
 from mgdepth_core.config import from_dict, option, to_dict
-from mgdepth_core.dynamic import DynamicObjectsConfig, DynamicObjectTracker, FrameInstances
+from mgdepth_core.dynamic import DynamicObjectsConfig, FrameInstances
+from mgdepth_core.dynamic_tracking import DynamicObject, DynamicObjectTracker
 from mgdepth_core.geometry import disparity_to_depth, scale_intrinsics
 from mgdepth_core.models.resnet import fold_batch_norms
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class DynamicObject:
-    """One truly dynamic object in a frame (Dyna-DM theta filter)."""
-
-    instance_id: int  # value of this object's pixels in DepthResult.dynamic_mask
-    class_id: int  # COCO category id (torchvision numbering: 1 person, 3 car, ...)
-    class_name: str
-    score: float  # detection score, 0..1
-    dice: float  # Sørensen–Dice of the ego-motion-warped mask against the observed mask (< theta = moving)
-    box_xyxy: tuple[float, float, float, float]  # pixels of the depth image
-    pixel_count: int
 
 
 @dataclass

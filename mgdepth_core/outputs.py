@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from mgdepth_core.inference import DynamicObject
+from mgdepth_core.dynamic_tracking import DynamicObject
 
 
 class UnsupportedEncodingError(ValueError):

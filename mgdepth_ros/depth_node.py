@@ -32,8 +32,8 @@ from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
 from mgdepth_core.config import to_dict
-from mgdepth_core.dynamic import DynamicObjectsConfig, DynamicObjectTracker, FrameInstances, resize_instances
-from mgdepth_core.inference import DynamicObject
+from mgdepth_core.dynamic import DynamicObjectsConfig, FrameInstances, resize_instances
+from mgdepth_core.dynamic_tracking import DynamicObject, DynamicObjectTracker
 from mgdepth_core.outputs import (
     OdometryAccumulator,
     UnsupportedEncodingError,

@@ -15,7 +15,8 @@ from test_bag_io import T0, small_frames, small_intrinsics, write_bag
 from mgdepth_core.bagio import BagError, index_bag
 from mgdepth_core.cli import main
 from mgdepth_core.commands.process_bag import BagOutputOptions, process_bag
-from mgdepth_core.inference import DepthResult, DynamicObject
+from mgdepth_core.dynamic_tracking import DynamicObject
+from mgdepth_core.inference import DepthResult
 from mgdepth_core.pointcloud import unpack_cloud
 
 # 7 frames: 0.0–0.3 s, a 0.5 s gap to 0.8 s, then a loop back to −1.0 s and −0.9 s.

@@ -6,7 +6,8 @@ import numpy as np
 import torch
 from dynamic_scenes import Box, intrinsics, pose, render
 
-from mgdepth_core.dynamic import DynamicObjectsConfig, DynamicObjectTracker, FrameInstances
+from mgdepth_core.dynamic import DynamicObjectsConfig, FrameInstances
+from mgdepth_core.dynamic_tracking import DynamicObjectTracker
 
 HEIGHT, WIDTH, SPEED = 96, 320, 1.0
 BOXES = [Box(x=-3.0, bottom=1.5, z=12.0, width=2.0, height=1.6),  # parked

@@ -11,11 +11,11 @@ from mgdepth_core import geometry
 from mgdepth_core.config import from_dict
 from mgdepth_core.data import build_dataset
 from mgdepth_core.data.synthetic import SyntheticSequence
-from mgdepth_core.dynamic import DYNAMIC, DynamicObjectsConfig, build_training_hook
+from mgdepth_core.dynamic import DYNAMIC, DynamicObjectsConfig
 from mgdepth_core.losses import photometric_error
 from mgdepth_core.models import build_model
 from mgdepth_core.train.config import TrainConfig
-from mgdepth_core.train.dyna_dm import DynaDM
+from mgdepth_core.train.dyna_dm import DynaDM, build_training_hook
 from mgdepth_core.train.trainer import TrainingStep
 
 

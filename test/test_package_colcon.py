@@ -105,7 +105,7 @@ def test_built_messages_travel_through_rclpy_and_the_node_uses_them(workspace):
         import numpy as np
         import rclpy
         from std_msgs.msg import Header
-        from mgdepth_core.inference import DynamicObject
+        from mgdepth_core.dynamic_tracking import DynamicObject
         from mgdepth_core.outputs import summarise_objects
         from mgdepth_ros import conversions
         assert conversions.HAVE_OBJECT_MESSAGES

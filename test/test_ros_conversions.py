@@ -9,7 +9,7 @@ pytest.importorskip("rclpy", reason="needs rclpy (ROS 2 Jazzy from PyPI: pip ins
 
 from visualization_msgs.msg import Marker
 
-from mgdepth_core.inference import DynamicObject
+from mgdepth_core.dynamic_tracking import DynamicObject
 from mgdepth_core.outputs import (
     OdometryAccumulator,
     depth_camera_info,

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from mgdepth_core.inference import DynamicObject
+from mgdepth_core.dynamic_tracking import DynamicObject
 from mgdepth_core.outputs import (
     OdometryAccumulator,
     UnsupportedEncodingError,

@@ -268,3 +268,9 @@ class DynaDM(nn.Module):
             T_full = self._model.relative_pose(inputs["color_aug"][0], inputs["color_aug"][f], source_is_before=f < 0)
             total = total + (T_background[:, :3] - T_full[:, :3]).abs().mean()
         return total / max(len(outputs["poses"]), 1)
+
+
+def build_training_hook(config) -> DynaDM:
+    """The trainer's Dyna-DM hook for a TrainConfig (``config.dyna_dm`` holds the DynamicObjectsConfig)."""
+    options = getattr(config, "dyna_dm", None) or DynamicObjectsConfig(mode="dyna-dm")
+    return DynaDM(options, config.model.min_depth, config.model.max_depth, pretrained=config.model.pretrained)

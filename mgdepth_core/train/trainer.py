@@ -102,11 +102,8 @@ def build_dynamic_objects_hook(config: TrainConfig) -> DynamicObjectsHook:
     """The hook ``config.dynamic_objects`` names."""
     if config.dynamic_objects == "none":
         return DynamicObjectsHook()
-    try:
-        from mgdepth_core.dynamic import build_training_hook
-    except ImportError as exc:
-        raise ConfigError(f"dynamic_objects={config.dynamic_objects!r} needs mgdepth_core.dynamic."
-                          f"build_training_hook, which is not available: {exc}") from exc
+    from mgdepth_core.train.dyna_dm import build_training_hook
+
     return build_training_hook(config)
 
 

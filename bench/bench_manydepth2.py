@@ -48,6 +48,7 @@ from synthetic_pairs import parse_seeds
 
 from mgdepth_core.data import DataConfig
 from mgdepth_core.data.synthetic import CAR, PERSON, SyntheticDynamicDataset
+from mgdepth_core.dynamic import DynamicObjectsConfig
 from mgdepth_core.eval.metrics import dynamic_mask_from_instances, evaluate_depth
 from mgdepth_core.geometry import disparity_to_depth
 from mgdepth_core.models import ModelConfig, build_model
@@ -162,6 +163,12 @@ CLAIM_METHODS = {  # name → (ModelConfig fields, TrainConfig fields, (method, 
     "manydepth2_oracle_flow": (dict(method="manydepth2", flow="dataset"), {}, ("manydepth2", "exact")),
     "manydepth2_oracle_flow_dyna_dm": (dict(method="manydepth2", flow="dataset"), dict(dynamic_objects="dyna-dm"),
                                        ("manydepth2_dyna_dm", "exact")),
+    # the height prior over every object with h measured from the objects themselves (static ones teach the size)
+    "manydepth2_oracle_flow_dyna_dm_sizes": (
+        dict(method="manydepth2", flow="dataset"),
+        dict(dynamic_objects="dyna-dm", dyna_dm=DynamicObjectsConfig(mode="dyna-dm", height_prior_objects="all",
+                                                                     height_prior_source="objects")),
+        ("manydepth2_dyna_dm_object_sizes", "exact")),
     "manydepth2_flow_net": (dict(method="manydepth2"), {}, ("manydepth2", "trained")),  # --flow-weights/-backend
 }
 

@@ -4,15 +4,16 @@
 # still covers every method), held-out seeds 2000-2003, random initialisation. Resumable: rerun the same command
 # and every run continues from its last evaluation point (runs/claim/<method>_<seed>_<steps>/); each evaluation
 # point is merged into docs/results/claim.json with the step it reached.
-#   bash bench/run_claim.sh                       # STEPS=1000 SEEDS="1 2 3" JOBS=2 by default
+#   bash bench/run_claim.sh                       # STEPS=1000 SEEDS="1 2 3" JOBS=6 by default
 #   FLOW_WEIGHTS=runs/flow_raft_small/flow.pth bash bench/run_claim.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 STEPS=${STEPS:-1000}
 SEEDS=${SEEDS:-1 2 3}
-JOBS=${JOBS:-2}
-METHODS=(manydepth manydepth2_nf manydepth2_oracle_flow manydepth2_oracle_flow_dyna_dm)
+JOBS=${JOBS:-6}  # every method of a seed at once: a sweep cut off leaves them all at the same step
+METHODS=(manydepth manydepth2_nf manydepth2_oracle_flow manydepth2_oracle_flow_dyna_dm
+         manydepth2_oracle_flow_dyna_dm_sizes)
 EXTRA=()
 if [ -n "${FLOW_WEIGHTS:-}" ]; then
   METHODS+=(manydepth2_flow_net)

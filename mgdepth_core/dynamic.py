@@ -83,6 +83,14 @@ class DynamicObjectsConfig:
     geometric_weight: float = option(1.0, "w_g: SC-SfMLearner geometric consistency |Z − D̂|/(Z + D̂)")
     height_prior_weight: float = option(0.02, "w_o: object height prior |D_obj − f_y·h/h_pix| / mean depth")
     height_prior_init: float = option(0.02, "initial learnable object height h (depth units; Insta-DM init 0.02)")
+    height_prior_objects: Literal["dynamic", "all"] = option(
+        "dynamic", "objects the height prior constrains: the truly dynamic ones (Dyna-DM) or every object in frame t "
+                   "large enough (Struct2Depth, Insta-DM), so static objects teach the moving ones their size")
+    height_prior_source: Literal["learned", "objects"] = option(
+        "learned", "h: a learnable scalar (Insta-DM; starts at height_prior_init in the network's depth units) or "
+                   "the median of D_obj·h_pix/f_y over the batch's objects, detached and averaged over steps (in "
+                   "whatever units the depth has; no unit to choose)")
+    height_prior_momentum: float = option(0.99, "with height_prior_source objects: h ← m·h + (1 − m)·batch median")
     height_prior_lr_factor: float = option(0.1, "learning rate of h relative to the networks (reference 0.1)")
     height_penalty_weight: float = option(0.0, "w_hp·h added to the loss: 0 (paper), 0.2 (release scripts)")
     invariant_pose_weight: float = option(0.0, "invariant pose loss (abstract v1; not in the release): pose from "

@@ -170,3 +170,49 @@ def test_manydepth2_training_step_with_dyna_dm():
     losses["loss"].backward()
     assert outputs["dyna_dm"].motion_ids.any() and torch.isfinite(losses["loss"])
     assert hook.object_motion.head.net[3].weight.grad.abs().sum() > 0
+
+
+def _height_prior_scene():
+    """Three objects on a 40×60 map (f_y = 100 px, true height 1.5 m): two static ones at their true depth
+    (1.5·100/h_pix: 15 m and 30 m) and a moving one whose depth (3 m) its motion pulled to the wrong value (7.5 m)."""
+    from mgdepth_core.dynamic import SMALL, STATIC, ThetaFilterResult
+    from mgdepth_core.train.dyna_dm import Selection
+
+    ids = torch.zeros(1, 1, 40, 60, dtype=torch.long)
+    depth = torch.full((1, 1, 40, 60), 20.0)
+    for object_id, rows, value in ((1, slice(10, 20), 15.0), (2, slice(20, 40), 3.0), (3, slice(0, 5), 30.0)):
+        ids[..., rows, 10 * object_id:10 * object_id + 8] = object_id
+        depth[..., rows, 10 * object_id:10 * object_id + 8] = value
+    ids[..., 30:32, 50:52] = 4  # a small object: never constrained
+    depth[..., 30:32, 50:52] = 1.0
+    status = torch.tensor([[0, STATIC, DYNAMIC, STATIC, SMALL]])
+    result = ThetaFilterResult(status, torch.zeros(1, 5), torch.zeros(1, 5))
+    selection = Selection({0: ids}, result, status == DYNAMIC, {})
+    K = torch.tensor([[[100.0, 0, 30], [0, 100.0, 20], [0, 0, 1]]])
+    return selection, depth.requires_grad_(), K
+
+
+def test_height_prior_from_every_objects_own_size_pulls_a_moving_object_to_its_true_depth():
+    selection, depth, K = _height_prior_scene()
+    hook = DynaDM(DynamicObjectsConfig(mode="dyna-dm", height_prior_objects="all", height_prior_source="objects"),
+                  0.1, 100.0).train()
+    loss = hook.height_prior_loss(selection, depth, K)
+    assert float(hook.measured_height) == pytest.approx(1.5)  # median of 1.5, 0.6, 1.5: the static objects win
+    loss.backward()
+    moving = selection.ids[0] == 2
+    assert float(depth.grad[moving].sum()) < 0  # descent raises the moving object's depth towards 7.5 m
+    for static_id in (1, 3, 4):  # exactly explained, or too small to count
+        assert float(depth.grad[selection.ids[0] == static_id].abs().sum()) == 0.0
+    # the running estimate moves by (1 − momentum) of the next batch's median
+    hook.height_prior_loss(selection, depth * 2, K)
+    assert float(hook.measured_height) == pytest.approx(0.99 * 1.5 + 0.01 * 3.0)
+
+
+def test_height_prior_with_insta_dm_units_and_dynamic_objects_pulls_the_other_way():
+    """The default (Dyna-DM: dynamic objects, learnable h starting at Insta-DM's 0.02) wants the moving object at
+    100·0.02/20 = 0.1 depth units: towards the camera, away from its true depth."""
+    selection, depth, K = _height_prior_scene()
+    hook = DynaDM(DynamicObjectsConfig(mode="dyna-dm"), 0.1, 100.0).train()
+    hook.height_prior_loss(selection, depth, K).backward()
+    assert float(depth.grad[selection.ids[0] == 2].sum()) > 0
+    assert float(depth.grad[selection.ids[0] == 1].abs().sum()) == 0.0

@@ -30,7 +30,14 @@ from torch import nn
 
 from mgdepth_core import geometry, losses
 from mgdepth_core.config import ConfigError
-from mgdepth_core.dynamic import DynamicObjectsConfig, ThetaFilterResult, ids_mask, resize_instances, theta_filter
+from mgdepth_core.dynamic import (
+    SMALL,
+    DynamicObjectsConfig,
+    ThetaFilterResult,
+    ids_mask,
+    resize_instances,
+    theta_filter,
+)
 from mgdepth_core.models.object_motion import ObjectMotionNet
 
 
@@ -58,6 +65,8 @@ class DynaDM(nn.Module):
         self.min_depth, self.max_depth = min_depth, max_depth
         self.object_motion = ObjectMotionNet(config.object_motion_layers, pretrained)
         self.object_height = nn.Parameter(torch.tensor(float(config.height_prior_init)))
+        # height_prior_source "objects": running median object height in depth units (0 = not yet measured)
+        self.register_buffer("measured_height", torch.zeros(()))
         self._selection_key: int | None = None
         self._selection: Selection | None = None
         self._translations: dict[int, torch.Tensor] = {}
@@ -245,9 +254,14 @@ class DynaDM(nn.Module):
         return total / max(len(poses), 1)
 
     def height_prior_loss(self, selection: Selection, depth: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
-        """Struct2Depth / Insta-DM object height prior on the truly dynamic objects of frame t:
-        mean_k |D_obj − f_y·h/h_pix| / mean(D) (detached mean), 0 without objects."""
-        batch_index, object_id = torch.nonzero(selection.result.dynamic, as_tuple=True)
+        """Struct2Depth / Insta-DM object height prior on frame t's truly dynamic objects (or every object above
+        the size threshold, ``height_prior_objects: all``): mean_k |D_obj − f_y·h/h_pix| / mean(D) (detached
+        mean), 0 without objects. h is the learnable scalar or the objects' own running median height
+        (``height_prior_source``)."""
+        status = selection.result
+        chosen = status.dynamic if self.config.height_prior_objects == "dynamic" else \
+            status.present & (status.status != SMALL)
+        batch_index, object_id = torch.nonzero(chosen, as_tuple=True)
         if batch_index.numel() == 0:
             return depth.sum() * 0.0
         masks = (selection.ids[0][batch_index] == object_id.view(-1, 1, 1, 1)).float()
@@ -257,9 +271,22 @@ class DynaDM(nn.Module):
         top = torch.where(rows > 0, row_index, torch.full_like(rows, float("inf"))).amin(1)
         bottom = (rows * row_index).amax(1)
         pixel_height = (bottom - top + 1).clamp(min=1)
-        apparent_depth = K[batch_index, 1, 1] * self.object_height / pixel_height
+        focal = K[batch_index, 1, 1]
+        if self.config.height_prior_source == "learned":
+            height = self.object_height
+        else:
+            height = self._update_measured_height(object_depth.detach() * pixel_height / focal)
+        apparent_depth = focal * height / pixel_height
         mean_depth = depth[batch_index].flatten(1).mean(1).detach().clamp(min=1e-3)
         return ((object_depth - apparent_depth).abs() / mean_depth).mean()
+
+    def _update_measured_height(self, heights: torch.Tensor) -> torch.Tensor:
+        """Fold this batch's object heights (N, depth units) into the running median estimate; returns h."""
+        batch_median = heights.median()
+        if self.training:
+            momentum = self.config.height_prior_momentum if float(self.measured_height) > 0 else 0.0
+            self.measured_height.copy_(momentum * self.measured_height + (1 - momentum) * batch_median)
+        return self.measured_height if float(self.measured_height) > 0 else batch_median
 
     def invariant_pose_loss(self, inputs: dict, outputs: dict) -> torch.Tensor:
         """Pose from background-only images should equal pose from the full images: mean |Δ| of the 3×4 [R|t]."""

@@ -42,7 +42,7 @@ from torch.utils.data import default_collate
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from plot_claim import plot_claim
+from plot_claim import report_claim
 from results_io import RESULTS, write_results
 from synthetic_pairs import parse_seeds
 
@@ -363,7 +363,7 @@ def merge_claim_records(args, finished: list) -> None:
         replaced = {tuple(record[key] for key in keys) for record in new}
         records = [record for record in records if tuple(record.get(key) for key in keys) not in replaced] + new
         write_results(records, path)
-        print(f"wrote {plot_claim(records, path.with_suffix('.png'))}")
+        print("wrote " + ", ".join(str(written) for written in report_claim(records, path)))
 
 
 def bench_claim(args) -> dict:

@@ -1,7 +1,9 @@
-"""Plot docs/results/claim.json: held-out abs_rel of the student against training steps, per method and flow,
-static and moving-object pixels side by side; the line is the median over training seeds, the band min–max.
+"""Report docs/results/claim.json: held-out abs_rel of the student against training steps, per method and flow,
+static and moving-object pixels side by side (the line is the median over training seeds, the band min–max), and
+the table of the last point each run reached: median and worst over seeds, moving-object abs_rel against
+Manydepth's (the aim: ≤ 0.8×) and static abs_rel against Manydepth's (the aim: ≤ 1.02×).
 
-    python bench/plot_claim.py docs/results/claim.json        # writes docs/results/claim.png
+    python bench/plot_claim.py docs/results/claim.json   # writes docs/results/claim.png and claim_summary.json
 """
 
 from __future__ import annotations
@@ -50,13 +52,68 @@ def plot_claim(records: list[dict], path: Path) -> Path:
     return path
 
 
+SUMMARY_KEYS = ("static_abs_rel", "static_a1", "moving_abs_rel", "moving_a1", "moving_car_abs_rel",
+                "moving_person_abs_rel")
+
+
+def summarise_claim(records: list[dict]) -> list[dict]:
+    """One row per (method, flow, size, budget): every seed's last point, median and worst over seeds (worst =
+    highest abs_rel, lowest a1), and the medians relative to Manydepth's at the same size and budget."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for record in records:
+        groups[(record["method"], record["flow"], record["height"], record["width"], record["steps"])].append(record)
+    rows = []
+    for (method, flow, height, width, budget), runs in sorted(groups.items()):
+        row = {"method": method, "flow": flow, "height": height, "width": width, "steps": budget,
+               "seeds": [run["seed"] for run in runs],
+               "steps_reached": [run.get("steps_reached", run["steps"]) for run in runs]}
+        for key in SUMMARY_KEYS:
+            values = [run.get(key) for run in runs if run.get(key) is not None]
+            worst = (min if key.endswith("a1") else max)(values) if values else None
+            row[key] = {"median": float(np.median(values)) if values else None, "worst": worst}
+        rows.append(row)
+    for row in rows:
+        baseline = next((other for other in rows if other["method"] == "manydepth" and other["steps"] == row["steps"]
+                         and (other["height"], other["width"]) == (row["height"], row["width"])), None)
+        for key in ("static_abs_rel", "moving_abs_rel"):
+            mine, theirs = row[key]["median"], baseline[key]["median"] if baseline else None
+            row[f"{key}_vs_manydepth"] = mine / theirs if mine is not None and theirs else None
+    return rows
+
+
+def print_summary(rows: list[dict]) -> None:
+    def cell(value):
+        return "n/a" if value is None else f"{value:.3f}"
+    print(f"{'method':<34}{'flow':<8}{'steps':>7}{'reached':>16}  {'static abs_rel':>16}{'a1':>13}"
+          f"{'moving abs_rel':>16}{'a1':>13}{'cars':>8}{'people':>8}{'×MD static':>11}{'×MD moving':>11}")
+    for row in rows:
+        pairs = [f"{cell(row[k]['median'])}/{cell(row[k]['worst'])}" for k in SUMMARY_KEYS[:4]]
+        print(f"{row['method']:<34}{row['flow']:<8}{row['steps']:>7}{str(row['steps_reached']):>16}  "
+              f"{pairs[0]:>16}{pairs[1]:>13}{pairs[2]:>16}{pairs[3]:>13}"
+              f"{cell(row['moving_car_abs_rel']['median']):>8}{cell(row['moving_person_abs_rel']['median']):>8}"
+              f"{cell(row['static_abs_rel_vs_manydepth']):>11}{cell(row['moving_abs_rel_vs_manydepth']):>11}")
+    print("cells: median/worst over training seeds at each run's last evaluated step; cars and people: median "
+          "moving abs_rel on moving cars (motion along the epipolar lines) and crossing people")
+
+
+def report_claim(records: list[dict], path: Path) -> list[Path]:
+    """Write the plot (``path`` .png) and the summary (``path``'s stem + _summary.json); returns both paths."""
+    rows = summarise_claim(records)
+    summary = path.with_name(path.stem + "_summary.json")
+    temporary = summary.with_suffix(".tmp")
+    temporary.write_text(json.dumps(rows, indent=2) + "\n")
+    temporary.replace(summary)
+    return [plot_claim(records, path.with_suffix(".png")), summary]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("claim_json", type=Path, help="claim records (bench_manydepth2.py --claim-json)")
-    parser.add_argument("--output", type=Path, default=None, help="PNG path (default: next to the JSON)")
     args = parser.parse_args()
-    output = args.output or args.claim_json.with_suffix(".png")
-    print(f"wrote {plot_claim(json.loads(args.claim_json.read_text()), output)}")
+    records = json.loads(args.claim_json.read_text())
+    print_summary(summarise_claim(records))
+    for written in report_claim(records, args.claim_json):
+        print(f"wrote {written}")
     return 0
 
 

@@ -1,0 +1,105 @@
+"""The theta filter with the geometry a robot has: depth and ego-motion from trained networks, not the truth.
+
+For each weights folder (a model trained here, e.g. a claim run's ``runs/claim/<method>_<seed>_<steps>``), the
+Dyna-DM theta filter decides moving vs parked for every object of the held-out synthetic sequences that passes the
+size test and has a counterpart (status static or dynamic), with the model's teacher depth of t−1 and the pose net
+on background-masked pairs (as the training hook computes them); the same with the true depth and poses as the
+reference row. Dice and IoU. Accuracy, recall and precision of "moving" against the ground-truth flags.
+
+    python bench/bench_theta_filter.py --runs runs/claim/manydepth_1_1000 runs/claim/manydepth2_oracle_flow_1_1000
+
+Writes one record per (setting, similarity) into ``--results`` (default docs/results/theta_filter.json: a list;
+records of the same method, geometry, similarity, steps and seed are replaced), each with the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_dynamic import filter_accuracy, train_config
+from results_io import write_results
+from synthetic_pairs import parse_seeds
+
+from mgdepth_core.data.synthetic import SyntheticSequence
+from mgdepth_core.dynamic import DynamicObjectsConfig
+from mgdepth_core.models.weights import load_weights
+from mgdepth_core.train.dyna_dm import build_training_hook
+
+DEFAULT_RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results" / "theta_filter.json"
+
+
+def run_weights(run: Path) -> tuple[Path, int]:
+    """(weights folder, training steps) of a run folder: its newest ``models/weights_*`` and the step the claim
+    bench recorded (``claim_progress.json``), else the step in the folder name ``weights_<epoch>_<step>``."""
+    folders = sorted((run / "models").glob("weights_*"), key=lambda folder: folder.stat().st_mtime)
+    if not folders:
+        raise SystemExit(f"{run} holds no weights folder (models/weights_*)")
+    progress = run / "claim_progress.json"
+    if progress.is_file():
+        return folders[-1], int(json.loads(progress.read_text())["steps_reached"])
+    return folders[-1], int(folders[-1].name.split("_")[-1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=Path, nargs="*", default=[], help="run folders of trained models")
+    parser.add_argument("--seeds", type=parse_seeds, default=parse_seeds("2000-2003"), help="held-out sequences")
+    parser.add_argument("--frames", type=int, default=20, help="frames per sequence")
+    parser.add_argument("--height", type=int, default=64, help="image height (the models' training size)")
+    parser.add_argument("--width", type=int, default=192, help="image width")
+    parser.add_argument("--theta", type=float, default=DynamicObjectsConfig().theta, help="similarity threshold")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="JSON list to update")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    command = " ".join(["python", *sys.argv])
+    sequences = [SyntheticSequence(seed, args.frames, args.height, args.width) for seed in args.seeds]
+    settings = [("true", None, None, 0, None)]
+    for run in args.runs:
+        weights, steps = run_weights(run)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = load_weights(weights).eval()
+        seed = int(run.name.split("_")[-2]) if run.name.split("_")[-2].isdigit() else None
+        settings.append((run.name, model, weights, steps, seed))
+    records = []
+    print(f"Theta filter θ={args.theta}, {len(args.seeds)} held-out sequences × {args.frames} frames, "
+          f"{args.width}×{args.height}; networks trained here from random weights")
+    print(f"{'geometry':<44}{'steps':>6}{'similarity':>11}{'objects':>8}{'accuracy':>9}{'recall':>8}{'precision':>10}")
+    for name, model, weights, steps, seed in settings:
+        for similarity in ("dice", "iou"):
+            config = DynamicObjectsConfig(mode="dyna-dm", theta=args.theta, similarity=similarity)
+            if model is None:
+                row = filter_accuracy(sequences, config, "true")
+                method = "true geometry"
+            else:
+                hook = build_training_hook(train_config(args.height, args.width, 1)).bind(model)
+                with torch.no_grad():
+                    row = filter_accuracy(sequences, config, "network", model, hook)
+                method = model.method
+            records.append({"method": method, "run": name, "geometry": "true" if model is None else "predicted",
+                            "similarity": similarity, "theta": args.theta, "steps": steps, "seed": seed,
+                            "weights": None if weights is None else str(weights), "objects": row["total"],
+                            "accuracy": row["accuracy"], "recall": row["recall_moving"],
+                            "precision": row["precision_moving"], "test_seeds": args.seeds,
+                            "initialisation": "random (no pretrained weights on this machine)", "command": command})
+            print(f"{name:<44}{steps:>6}{similarity:>11}{row['total']:>8}{row['accuracy']:>9.3f}"
+                  f"{row['recall_moving']:>8.3f}{row['precision_moving']:>10.3f}", flush=True)
+    previous = json.loads(args.results.read_text()) if args.results.is_file() else []
+    keys = ("run", "geometry", "similarity", "steps", "theta")
+    replaced = {tuple(record[key] for key in keys) for record in records}
+    kept = [record for record in previous if tuple(record.get(key) for key in keys) not in replaced]
+    write_results(kept + records, args.results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -228,5 +228,6 @@ def test_registry_holds_the_official_urls_and_torchvision_prefixes():
     resnet18 = REGISTRY["resnet18-imagenet"]
     assert resnet18.url == IMAGENET_WEIGHTS[18].url and resnet18.torch_hub
     assert resnet18.sha256 == "f37072fd" and resnet18.url.endswith(f"-{resnet18.sha256}.pth")
+    assert all(REGISTRY[f"resnet{n}-imagenet"].url == IMAGENET_WEIGHTS[n].url for n in IMAGENET_WEIGHTS)  # log hint
     assert all(entry.url.startswith("https://") for entry in REGISTRY.values())
     assert all(not entry.sha256 for entry in REGISTRY.values() if not entry.torch_hub or not entry.fetchable)

@@ -14,6 +14,7 @@ import sys
 
 from mgdepth_core import __version__, commands
 from mgdepth_core.config import ConfigError
+from mgdepth_core.download import DownloadError
 
 
 def _verbs() -> dict[str, object]:
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args._run(args) or 0)
-    except (ConfigError, FileNotFoundError, ValueError) as exc:
+    except (ConfigError, DownloadError, FileNotFoundError, ValueError) as exc:
         print(f"mgdepth {args.verb}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

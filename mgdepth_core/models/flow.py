@@ -104,7 +104,7 @@ class FlowEstimator(nn.Module):
             self.has_weights = False
         else:
             warnings.warn(f"no {backend} weights found ({_hub_checkpoint_dir() / default_name}); optical flow "
-                          "runs with random weights", stacklevel=2)
+                          "runs with random weights (`mgdepth weights list` says how to get them)", stacklevel=2)
             self.has_weights = False
         self.requires_grad_(False)
         self.eval()

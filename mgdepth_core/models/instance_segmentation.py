@@ -128,8 +128,9 @@ class InstanceSegmenter(nn.Module):
         if not path.is_file():
             url = SEGMENTERS[config.segmenter][1].url if config.segmenter in SEGMENTERS else "?"
             raise FileNotFoundError(
-                f"Mask R-CNN weights not found at {path}. Nothing is downloaded at run time: fetch {url} and put it "
-                f"at {default_weights_path(config.segmenter)} (or pass its path as segmenter_weights)")
+                f"Mask R-CNN weights not found at {path}. Nothing is downloaded at run time: fetch {url} with "
+                f"`mgdepth weights get` (see `mgdepth weights list`) or by hand and put it at "
+                f"{default_weights_path(config.segmenter)} (or pass its path as segmenter_weights)")
         network = build_segmenter_network(config)
         load_segmenter_weights(network, path, config.segmenter)
         log.info("instance segmentation: %s with weights %s", config.segmenter, path)

@@ -49,7 +49,8 @@ def cached_imagenet_state(num_layers: int) -> dict[str, torch.Tensor] | None:
     path = imagenet_weights_path(num_layers)
     if not os.path.isfile(path):
         log.warning("ImageNet weights for ResNet-%d not found at %s: starting from random initialisation "
-                    "(nothing is downloaded)", num_layers, path)
+                    "(nothing is downloaded; `mgdepth weights get resnet%d-imagenet` fetches them)", num_layers, path,
+                    num_layers)
         return None
     log.info("ResNet-%d initialised from ImageNet weights %s", num_layers, path)
     return torch.load(path, map_location="cpu", weights_only=True)

@@ -169,6 +169,11 @@ CLAIM_METHODS = {  # name → (ModelConfig fields, TrainConfig fields, (method, 
         dict(dynamic_objects="dyna-dm", dyna_dm=DynamicObjectsConfig(mode="dyna-dm", height_prior_objects="all",
                                                                      height_prior_source="objects")),
         ("manydepth2_dyna_dm_object_sizes", "exact")),
+    # Dyna-DM without the object height prior (issue 16 item 4: does the prior at Insta-DM's units help?)
+    "manydepth2_oracle_flow_dyna_dm_no_height_prior": (
+        dict(method="manydepth2", flow="dataset"),
+        dict(dynamic_objects="dyna-dm", dyna_dm=DynamicObjectsConfig(mode="dyna-dm", height_prior_weight=0.0)),
+        ("manydepth2_dyna_dm_no_height_prior", "exact")),
     "manydepth2_flow_net": (dict(method="manydepth2"), {}, ("manydepth2", "trained")),  # --flow-weights/-backend
 }
 
@@ -293,6 +298,8 @@ def _train_and_score(args, name: str, seed: int, run_dir: Path) -> dict:
             "photometric_all_pixels": scores[network]["photometric_all_pixels"],
             "static_abs_rel": scores[network]["static"]["abs_rel"],
             "moving_abs_rel": (scores[network]["dynamic"] or {}).get("abs_rel"),
+            "static_a1": scores[network]["static"]["a1"],
+            "moving_a1": (scores[network]["dynamic"] or {}).get("a1"),
             **{f"{subset}_abs_rel": (scores[network][subset] or {}).get("abs_rel")
                for subset in ("moving_car", "moving_person")}} for network in ("teacher", "student")},
             "motion_mask_share": scores.get("motion_mask_share")})

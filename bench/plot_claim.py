@@ -4,6 +4,7 @@ the table of the last point each run reached: median and worst over seeds, movin
 Manydepth's (the aim: ≤ 0.8×) and static abs_rel against Manydepth's (the aim: ≤ 1.02×).
 
     python bench/plot_claim.py docs/results/claim.json   # writes docs/results/claim.png and claim_summary.json
+    python bench/plot_claim.py docs/results/claim.json --at-step 600   # every run at step 600
 """
 
 from __future__ import annotations
@@ -56,16 +57,44 @@ SUMMARY_KEYS = ("static_abs_rel", "static_a1", "moving_abs_rel", "moving_a1", "m
                 "moving_person_abs_rel")
 
 
-def summarise_claim(records: list[dict]) -> list[dict]:
-    """One row per (method, flow, size, budget): every seed's last point, median and worst over seeds (worst =
-    highest abs_rel, lowest a1), and the medians relative to Manydepth's at the same size and budget."""
+def record_at_step(record: dict, step: int) -> dict | None:
+    """``record`` as if its run had stopped at ``step`` (its curve point there; None if it never reached it).
+    Curve points written before a1 was recorded on them carry abs_rel only."""
+    curve = [point for point in record["curve"] if point["step"] <= step]
+    if record.get("steps_reached", record["steps"]) == step:
+        return {**record, "steps": step, "curve": curve}
+    point = next((p["student"] for p in curve if p["step"] == step), None)
+    if point is None:
+        return None
+    return {**{key: value for key, value in record.items() if key not in SUMMARY_KEYS},
+            **{key: point.get(key) for key in SUMMARY_KEYS}, "steps": step, "steps_reached": step, "curve": curve}
+
+
+def records_at_step(records: list[dict], step: int) -> list[dict]:
+    """Every run that reached ``step``, seen there (:func:`record_at_step`); of two runs of one method, flow,
+    seed and size the one with the larger budget."""
+    chosen: dict[tuple, dict] = {}
+    for record in sorted(records, key=lambda record: record["steps"]):
+        view = record_at_step(record, step)
+        if view is not None:
+            chosen[(record["method"], record["flow"], record["seed"], record["height"], record["width"])] = view
+    return list(chosen.values())
+
+
+def summarise_claim(records: list[dict], at_step: int | None = None) -> list[dict]:
+    """One row per (method, flow, size, budget): every seed's last point (or, with ``at_step``, every run's
+    point at that step whatever its budget), median and worst over seeds (worst = highest abs_rel, lowest a1),
+    and the medians relative to Manydepth's at the same size and budget."""
+    if at_step is not None:
+        records = records_at_step(records, at_step)
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for record in records:
         groups[(record["method"], record["flow"], record["height"], record["width"], record["steps"])].append(record)
     rows = []
     for (method, flow, height, width, budget), runs in sorted(groups.items()):
         row = {"method": method, "flow": flow, "height": height, "width": width, "steps": budget,
-               "seeds": [run["seed"] for run in runs],
+               "seeds": [run["seed"] for run in runs], "seeds_with_a1": [run["seed"] for run in runs
+                                                                        if run.get("static_a1") is not None],
                "steps_reached": [run.get("steps_reached", run["steps"]) for run in runs]}
         for key in SUMMARY_KEYS:
             values = [run.get(key) for run in runs if run.get(key) is not None]
@@ -92,27 +121,32 @@ def print_summary(rows: list[dict]) -> None:
               f"{pairs[0]:>16}{pairs[1]:>13}{pairs[2]:>16}{pairs[3]:>13}"
               f"{cell(row['moving_car_abs_rel']['median']):>8}{cell(row['moving_person_abs_rel']['median']):>8}"
               f"{cell(row['static_abs_rel_vs_manydepth']):>11}{cell(row['moving_abs_rel_vs_manydepth']):>11}")
-    print("cells: median/worst over training seeds at each run's last evaluated step; cars and people: median "
+    print("cells: median/worst over training seeds at each run's last evaluated step (or --at-step); a1 over the "
+          "seeds whose point has it (seeds_with_a1 in the JSON); cars and people: median "
           "moving abs_rel on moving cars (motion along the epipolar lines) and crossing people")
 
 
-def report_claim(records: list[dict], path: Path) -> list[Path]:
+def report_claim(records: list[dict], path: Path, at_step: int | None = None, command: str = "") -> list[Path]:
     """Write the plot (``path`` .png) and the summary (``path``'s stem + _summary.json); returns both paths."""
-    rows = summarise_claim(records)
+    rows = summarise_claim(records, at_step)
     summary = path.with_name(path.stem + "_summary.json")
     temporary = summary.with_suffix(".tmp")
-    temporary.write_text(json.dumps(rows, indent=2) + "\n")
+    temporary.write_text(json.dumps({"command": command, "at_step": at_step, "rows": rows}, indent=2) + "\n")
     temporary.replace(summary)
-    return [plot_claim(records, path.with_suffix(".png")), summary]
+    plotted = records if at_step is None else records_at_step(records, at_step)
+    return [plot_claim(plotted, path.with_suffix(".png")), summary]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("claim_json", type=Path, help="claim records (bench_manydepth2.py --claim-json)")
+    parser.add_argument("--at-step", type=int, default=None,
+                        help="compare every run at this step (from its curve) instead of at its last point, so "
+                             "runs of different budgets meet at a common one")
     args = parser.parse_args()
     records = json.loads(args.claim_json.read_text())
-    print_summary(summarise_claim(records))
-    for written in report_claim(records, args.claim_json):
+    print_summary(summarise_claim(records, args.at_step))
+    for written in report_claim(records, args.claim_json, args.at_step, " ".join(["python", *sys.argv])):
         print(f"wrote {written}")
     return 0
 

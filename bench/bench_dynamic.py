@@ -43,7 +43,15 @@ from mgdepth_core import geometry  # noqa: E402
 from mgdepth_core.config import from_dict  # noqa: E402
 from mgdepth_core.data import build_dataset  # noqa: E402
 from mgdepth_core.data.synthetic import HELD_OUT_SEED_OFFSET, SyntheticSequence  # noqa: E402
-from mgdepth_core.dynamic import DYNAMIC, SMALL, STATIC, UNMATCHED, DynamicObjectsConfig, theta_filter  # noqa: E402
+from mgdepth_core.dynamic import (  # noqa: E402
+    BEYOND_LIMIT,
+    DYNAMIC,
+    SMALL,
+    STATIC,
+    UNMATCHED,
+    DynamicObjectsConfig,
+    theta_filter,
+)
 from mgdepth_core.models import build_model  # noqa: E402
 from mgdepth_core.train.config import TrainConfig  # noqa: E402
 
@@ -79,10 +87,13 @@ def network_depth_and_pose(model, hook, frames: dict, K: torch.Tensor, compare: 
     return depth, (poses[1] if compare == 1 else torch.eye(4)[None]) @ geometry.invert_pose(poses[-1])
 
 
-def filter_accuracy(sequences: list[SyntheticSequence], config: DynamicObjectsConfig, source: str,
-                    model=None, hook=None) -> dict:
-    counts = {"correct": 0, "total": 0, "true_positive": 0, "moving": 0, "flagged": 0, "small": 0, "unmatched": 0}
-    for sequence in sequences:
+def object_observations(sequences: list[SyntheticSequence], config: DynamicObjectsConfig, source: str,
+                        model=None, hook=None) -> dict:
+    """The theta filter's similarity for every object of every frame t that passes the size test and has a
+    counterpart: ``observations`` [(sequence index, instance id, t, similarity, truly moving)], in frame order,
+    plus the counts of small and unmatched objects. ``source``: "true" geometry or the "network"'s."""
+    observations, small, unmatched = [], 0, 0
+    for index, sequence in enumerate(sequences):
         K = torch.from_numpy(sequence.K).float()[None]
         rendered = {}
         for t in range(1, sequence.num_frames - 1):
@@ -99,24 +110,44 @@ def filter_accuracy(sequences: list[SyntheticSequence], config: DynamicObjectsCo
                 model.eval()
                 depth, T = network_depth_and_pose(model, hook, frames, K, compare)
             result = theta_filter(frames[0]["ids"], frames[-1]["ids"], depth, T, K, frames[compare]["ids"], config)
-            status = result.status[0]
+            status, similarity = result.status[0], result.similarity[0]
             for instance_id in range(1, status.shape[0]):
                 code = int(status[instance_id])
-                counts["small"] += code == SMALL
-                counts["unmatched"] += code == UNMATCHED
-                if code not in (STATIC, DYNAMIC):
-                    continue
-                moving, flagged = bool(sequence.moving[instance_id]), code == DYNAMIC
-                counts["total"] += 1
-                counts["correct"] += moving == flagged
-                counts["moving"] += moving
-                counts["flagged"] += flagged
-                counts["true_positive"] += moving and flagged
+                small += code == SMALL
+                unmatched += code == UNMATCHED
+                if code in (STATIC, DYNAMIC, BEYOND_LIMIT):
+                    observations.append((index, instance_id, t, float(similarity[instance_id]),
+                                         bool(sequence.moving[instance_id])))
             rendered.pop(t - 1, None)
+    return {"observations": observations, "small": small, "unmatched": unmatched}
+
+
+def decide(found: dict, theta: float, vote_frames: int = 1) -> dict:
+    """Accuracy, recall and precision of "moving" when an object is called moving if the median similarity of its
+    last ``vote_frames`` observations (this frame and earlier ones of the same object, as a stream has them) is
+    below ``theta``; ``vote_frames`` 1 is the paper's per-frame decision."""
+    history: dict[tuple, list[float]] = {}
+    counts = {"correct": 0, "total": 0, "true_positive": 0, "moving": 0, "flagged": 0}
+    for index, instance_id, _, similarity, moving in found["observations"]:
+        recent = history.setdefault((index, instance_id), [])
+        recent.append(similarity)
+        flagged = float(np.median(recent[-vote_frames:])) < theta
+        counts["total"] += 1
+        counts["correct"] += moving == flagged
+        counts["moving"] += moving
+        counts["flagged"] += flagged
+        counts["true_positive"] += moving and flagged
     total = max(counts["total"], 1)
-    return {**counts, "accuracy": counts["correct"] / total,
+    return {**counts, "small": found["small"], "unmatched": found["unmatched"],
+            "accuracy": counts["correct"] / total,
             "recall_moving": counts["true_positive"] / max(counts["moving"], 1),
             "precision_moving": counts["true_positive"] / max(counts["flagged"], 1)}
+
+
+def filter_accuracy(sequences: list[SyntheticSequence], config: DynamicObjectsConfig, source: str,
+                    model=None, hook=None) -> dict:
+    """The theta filter's per-frame decisions at ``config.theta`` (:func:`decide` with one frame)."""
+    return decide(object_observations(sequences, config, source, model, hook), config.theta)
 
 
 def briefly_trained(config: TrainConfig, steps: int, seed: int = 0):

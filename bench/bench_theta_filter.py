@@ -4,7 +4,9 @@ For each weights folder (a model trained here, e.g. a claim run's ``runs/claim/<
 Dyna-DM theta filter decides moving vs parked for every object of the held-out synthetic sequences that passes the
 size test and has a counterpart (status static or dynamic), with the model's teacher depth of t−1 and the pose net
 on background-masked pairs (as the training hook computes them); the same with the true depth and poses as the
-reference row. Dice and IoU. Accuracy, recall and precision of "moving" against the ground-truth flags.
+reference row. Dice and IoU. Accuracy, recall and precision of "moving" against the ground-truth flags: at the
+paper's θ frame by frame, with a temporal vote (median similarity of the object's last ``--vote-frames`` frames,
+as the streaming estimator can keep it), and with θ tuned on training sequences (``--tune-seeds``) only.
 
     python bench/bench_theta_filter.py --runs runs/claim/manydepth_1_1000 runs/claim/manydepth2_oracle_flow_1_1000
 
@@ -24,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_dynamic import filter_accuracy, train_config
+from bench_dynamic import decide, object_observations, train_config
 from results_io import write_results
 from synthetic_pairs import parse_seeds
 
@@ -48,20 +50,34 @@ def run_weights(run: Path) -> tuple[Path, int]:
     return folders[-1], int(folders[-1].name.split("_")[-1])
 
 
+def tuned_theta(found: dict, vote_frames: int) -> float:
+    """The θ of :data:`THETA_GRID` with the highest accuracy on ``found`` (training sequences), ties to the
+    paper's 0.9 side."""
+    return max(THETA_GRID, key=lambda theta: (decide(found, theta, vote_frames)["accuracy"], -abs(theta - 0.9)))
+
+
+THETA_GRID = [round(0.5 + 0.02 * i, 2) for i in range(25)]  # 0.50 … 0.98
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=Path, nargs="*", default=[], help="run folders of trained models")
     parser.add_argument("--seeds", type=parse_seeds, default=parse_seeds("2000-2003"), help="held-out sequences")
+    parser.add_argument("--tune-seeds", type=parse_seeds, default=parse_seeds("0-3"),
+                        help="training sequences θ is tuned on (never the held-out ones)")
     parser.add_argument("--frames", type=int, default=20, help="frames per sequence")
     parser.add_argument("--height", type=int, default=64, help="image height (the models' training size)")
     parser.add_argument("--width", type=int, default=192, help="image width")
-    parser.add_argument("--theta", type=float, default=DynamicObjectsConfig().theta, help="similarity threshold")
+    parser.add_argument("--theta", type=float, default=DynamicObjectsConfig().theta, help="the paper's threshold")
+    parser.add_argument("--vote-frames", type=int, default=3,
+                        help="the temporal vote's window: median similarity of an object's last N frames")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="JSON list to update")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     command = " ".join(["python", *sys.argv])
-    sequences = [SyntheticSequence(seed, args.frames, args.height, args.width) for seed in args.seeds]
+    held_out = [SyntheticSequence(seed, args.frames, args.height, args.width) for seed in args.seeds]
+    tuning = [SyntheticSequence(seed, args.frames, args.height, args.width) for seed in args.tune_seeds]
     settings = [("true", None, None, 0, None)]
     for run in args.runs:
         weights, steps = run_weights(run)
@@ -71,32 +87,37 @@ def main() -> int:
         seed = int(run.name.split("_")[-2]) if run.name.split("_")[-2].isdigit() else None
         settings.append((run.name, model, weights, steps, seed))
     records = []
-    print(f"Theta filter θ={args.theta}, {len(args.seeds)} held-out sequences × {args.frames} frames, "
-          f"{args.width}×{args.height}; networks trained here from random weights")
-    print(f"{'geometry':<44}{'steps':>6}{'similarity':>11}{'objects':>8}{'accuracy':>9}{'recall':>8}{'precision':>10}")
+    print(f"Theta filter on {len(args.seeds)} held-out sequences × {args.frames} frames, {args.width}×{args.height}; "
+          f"θ tuned on training sequences {args.tune_seeds}; networks trained here from random weights")
+    print(f"{'geometry':<44}{'steps':>6}{'similarity':>11}{'θ':>6}{'vote':>5}{'objects':>8}{'accuracy':>9}"
+          f"{'recall':>8}{'precision':>10}")
     for name, model, weights, steps, seed in settings:
         for similarity in ("dice", "iou"):
             config = DynamicObjectsConfig(mode="dyna-dm", theta=args.theta, similarity=similarity)
-            if model is None:
-                row = filter_accuracy(sequences, config, "true")
-                method = "true geometry"
-            else:
-                hook = build_training_hook(train_config(args.height, args.width, 1)).bind(model)
-                with torch.no_grad():
-                    row = filter_accuracy(sequences, config, "network", model, hook)
-                method = model.method
-            records.append({"method": method, "run": name, "geometry": "true" if model is None else "predicted",
-                            "similarity": similarity, "theta": args.theta, "steps": steps, "seed": seed,
-                            "weights": None if weights is None else str(weights), "objects": row["total"],
-                            "accuracy": row["accuracy"], "recall": row["recall_moving"],
-                            "precision": row["precision_moving"], "test_seeds": args.seeds,
-                            "initialisation": "random (no pretrained weights on this machine)", "command": command})
-            print(f"{name:<44}{steps:>6}{similarity:>11}{row['total']:>8}{row['accuracy']:>9.3f}"
-                  f"{row['recall_moving']:>8.3f}{row['precision_moving']:>10.3f}", flush=True)
+            hook = None if model is None else build_training_hook(train_config(args.height, args.width, 1)).bind(model)
+            source = "true" if model is None else "network"
+            with torch.no_grad():
+                found = object_observations(held_out, config, source, model, hook)
+                found_tuning = object_observations(tuning, config, source, model, hook)
+            for vote_frames in sorted({1, args.vote_frames}):
+                tuned = tuned_theta(found_tuning, vote_frames)
+                for theta, tuned_on in ((args.theta, None), (tuned, args.tune_seeds)):
+                    row = decide(found, theta, vote_frames)
+                    records.append({
+                        "method": "true geometry" if model is None else model.method, "run": name,
+                        "geometry": "true" if model is None else "predicted", "similarity": similarity,
+                        "theta": theta, "theta_tuned_on": tuned_on, "vote_frames": vote_frames, "steps": steps,
+                        "seed": seed, "weights": None if weights is None else str(weights), "objects": row["total"],
+                        "accuracy": row["accuracy"], "recall": row["recall_moving"],
+                        "precision": row["precision_moving"], "test_seeds": args.seeds,
+                        "initialisation": "random (no pretrained weights on this machine)", "command": command})
+                    print(f"{name:<44}{steps:>6}{similarity:>11}{theta:>6.2f}{vote_frames:>5}{row['total']:>8}"
+                          f"{row['accuracy']:>9.3f}{row['recall_moving']:>8.3f}{row['precision_moving']:>10.3f}",
+                          flush=True)
     previous = json.loads(args.results.read_text()) if args.results.is_file() else []
-    keys = ("run", "geometry", "similarity", "steps", "theta")
-    replaced = {tuple(record[key] for key in keys) for record in records}
-    kept = [record for record in previous if tuple(record.get(key) for key in keys) not in replaced]
+    keys = ("run", "geometry", "similarity", "steps", "theta_tuned_on", "vote_frames")
+    replaced = {tuple(str(record.get(key)) for key in keys) for record in records}
+    kept = [record for record in previous if tuple(str(record.get(key)) for key in keys) not in replaced]
     write_results(kept + records, args.results)
     return 0
 

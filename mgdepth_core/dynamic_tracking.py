@@ -11,7 +11,9 @@ import torch
 
 from mgdepth_core import geometry
 from mgdepth_core.dynamic import (
+    BEYOND_LIMIT,
     DYNAMIC,
+    STATIC,
     STATUS_NAMES,
     DynamicObjectsConfig,
     FrameInstances,
@@ -21,6 +23,8 @@ from mgdepth_core.dynamic import (
     theta_filter,
 )
 from mgdepth_core.models.instance_segmentation import InstanceSegmenter, class_name
+
+VOTING_STATUSES = {STATUS_NAMES[code] for code in (STATIC, DYNAMIC, BEYOND_LIMIT)}  # objects the filter compared
 
 
 @dataclass
@@ -41,19 +45,38 @@ class DynamicObjectTracker:
     frame, theta filter with the predicted depth and ego-motion (previous frame warped to the current one).
 
     :meth:`update` returns (H×W uint16 map of the truly dynamic objects' track ids, 0 elsewhere; list of
-    :class:`DynamicObject`). Track ids persist across frames (1..65535, then wrap).
+    :class:`DynamicObject`). Track ids persist across frames (1..65535, then wrap). With ``vote_frames`` N > 1
+    a track is dynamic when the median similarity of its last N compared frames is below θ (a temporal vote
+    against the noise of predicted depth and pose; the N most clearly moving are kept, up to ``max_objects``).
     Without a previous frame or pose (first frame, gap) nothing is flagged.
     """
 
     def __init__(self, config: DynamicObjectsConfig, segmenter=None):
+        if config.vote_frames < 1:
+            raise ValueError(f"vote_frames must be at least 1, got {config.vote_frames}")
         self.config = config
         self.segmenter = segmenter
         self.previous: dict | None = None
+        self.similarities: dict[int, list[float]] = {}  # track id → similarities of its last vote_frames frames
         self.next_track_id = 1
 
     def reset(self) -> None:
-        """Forget the previous frame (a gap in the stream)."""
+        """Forget the previous frame and the votes (a gap in the stream)."""
         self.previous = None
+        self.similarities = {}
+
+    def _voted_dynamic(self, reports: list, tracks: np.ndarray) -> set[int]:
+        """Instance ids of the current frame that the vote calls truly dynamic (reports of compared objects)."""
+        if self.config.vote_frames == 1:
+            return {report.instance_id for report in reports if report.status == STATUS_NAMES[DYNAMIC]}
+        compared = [report for report in reports if report.status in VOTING_STATUSES]
+        history = {int(tracks[report.instance_id]): self.similarities.get(int(tracks[report.instance_id]), [])
+                   + [report.similarity] for report in compared}
+        self.similarities = {track: values[-self.config.vote_frames:] for track, values in history.items()}
+        medians = {report.instance_id: float(np.median(self.similarities[int(tracks[report.instance_id])]))
+                   for report in compared}
+        moving = sorted((median, instance) for instance, median in medians.items() if median < self.config.theta)
+        return {instance for _, instance in moving[:self.config.max_objects]}
 
     def _detect(self, image: torch.Tensor) -> FrameInstances:
         if self.segmenter is None:
@@ -92,8 +115,10 @@ class DynamicObjectTracker:
             source_ids = torch.from_numpy(to_current[previous["local"]])[None, None].to(depth.device)
             result = theta_filter(local, source_ids, previous["depth"], geometry.invert_pose(T_prev_current.float()),
                                   K.float(), local, self.config, num_ids=count)
-            for report in object_reports(local_np, result, detections.classes, detections.scores):
-                if report.status != STATUS_NAMES[DYNAMIC]:
+            reports = object_reports(local_np, result, detections.classes, detections.scores)
+            voted = self._voted_dynamic(reports, tracks)
+            for report in reports:
+                if report.instance_id not in voted:
                     continue
                 track = int(tracks[report.instance_id])
                 dynamic_map[local_np == report.instance_id] = track

@@ -55,6 +55,27 @@ def test_tracker_flags_the_moving_object_with_a_persistent_id():
     assert objects == [] and not mask.any()  # after a gap nothing is compared
 
 
+def test_temporal_vote_keeps_a_parked_car_static_through_one_frame_of_bad_depth():
+    K = torch.from_numpy(intrinsics(HEIGHT, WIDTH))[None]
+    image = torch.zeros(1, 3, HEIGHT, WIDTH)
+    frames = {index: frame(index, False) for index in (-1, 0, 1, 2)}
+    flagged = {}
+    for vote_frames in (1, 3):
+        tracker = DynamicObjectTracker(DynamicObjectsConfig(mode="dyna-dm", extra_distance=False,
+                                                            vote_frames=vote_frames))
+        per_frame = []
+        for index in (-1, 0, 1, 2):
+            depth, detections = frames[index]
+            if index == 1:  # the depth network halves the parked car's distance in this one frame
+                depth = torch.where(torch.from_numpy(detections.ids == 1)[None, None], depth * 0.5, depth)
+            T = None if index == -1 else torch.from_numpy(pose(index - 1, index, SPEED))[None]
+            _, objects = tracker.update(image, depth, K, T, instances=detections)
+            per_frame.append(sorted(o.class_name for o in objects))
+        flagged[vote_frames] = per_frame
+    assert flagged[1] == [[], ["person"], ["person"], ["car", "person"]]  # frame 2 warps frame 1's bad depth
+    assert flagged[3] == [[], ["person"], ["person"], ["person"]]
+
+
 def test_tracker_handles_empty_frames_and_other_mask_sizes():
     K = torch.from_numpy(intrinsics(HEIGHT, WIDTH))[None]
     image = torch.zeros(1, 3, HEIGHT, WIDTH)

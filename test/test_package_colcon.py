@@ -153,11 +153,13 @@ def test_launch_file_compiles_and_its_arguments_match_the_node():
     compile(source, "depth.launch.py", "exec")
     declared, parameter_arguments = _launch_arguments()
     names = set(declared) | set(parameter_arguments)
-    assert {"weights", "image", "camera_info", "device", "method", "params_file", "rviz", "namespace"} <= names
+    assert {"weights", "image", "camera_info", "device", "method", "params_file", "rviz", "namespace",
+            "lifecycle"} <= names
     for name, (default, _) in parameter_arguments.items():
         assert name in PARAMETERS, f"launch argument {name} is not a node parameter"
         assert str(PARAMETERS[name][0]) == default, f"launch default of {name} differs from the node's"
     assert "generate_launch_description" in source and "mgdepth.rviz" in source and "depth.yaml" in source
+    assert '"depth_lifecycle_node"' in source and "LifecycleNode(" in source
 
 
 def test_parameter_file_matches_the_declared_parameters():

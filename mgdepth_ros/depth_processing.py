@@ -58,6 +58,7 @@ class DepthProcessing:
         """Declare the parameters; counters and locks that live as long as the node."""
         declare_parameters(self)
         self.p: dict[str, object] = {}
+        self.dynamic_config = None
         self.estimator = None
         self.outputs: DepthPublishers | None = None
         self.instances_from_topic = False

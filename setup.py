@@ -95,6 +95,7 @@ setup(
         "console_scripts": [
             "mgdepth = mgdepth_core.cli:main",
             "depth_node = mgdepth_ros.depth_node:main",
+            "depth_lifecycle_node = mgdepth_ros.depth_lifecycle_node:main",
             "bag_trainer = mgdepth_ros.bag_trainer:main",
             "demo = mgdepth_ros.demo:main",
         ],

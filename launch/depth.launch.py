@@ -3,13 +3,16 @@
     ros2 launch mgdepth_ros depth.launch.py image:=/camera/image_raw camera_info:=/camera/camera_info \
         weights:=/path/to/weights rviz:=true
 
+``lifecycle:=true`` starts the managed node (depth_lifecycle_node) instead: it waits, unconfigured, for
+``ros2 lifecycle set /mgdepth_depth configure`` and ``activate``.
+
 Arguments override config/depth.yaml (or the file given as params_file). Run ``--show-args`` for the list.
 """
 
 from launch.actions import DeclareLaunchArgument
-from launch.conditions import IfCondition
+from launch.conditions import IfCondition, UnlessCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
-from launch_ros.actions import Node
+from launch_ros.actions import LifecycleNode, Node
 from launch_ros.substitutions import FindPackageShare
 
 from launch import LaunchDescription
@@ -36,6 +39,8 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("params_file", default_value=PathJoinSubstitution([share, "config", "depth.yaml"]),
                               description="node parameters (YAML); the arguments below override it"),
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the node and its outputs"),
+        DeclareLaunchArgument("lifecycle", default_value="false",
+                              description="start the managed (lifecycle) node, driven by ros2 lifecycle set"),
         DeclareLaunchArgument("rviz", default_value="false", description="also start rviz2 with config/mgdepth.rviz"),
         DeclareLaunchArgument("use_sim_time", default_value="false",
                               description="use /clock (ros2 bag play --clock)"),
@@ -44,15 +49,17 @@ def generate_launch_description() -> LaunchDescription:
                   for name, (default, description) in NODE_PARAMETER_ARGUMENTS.items()]
     overrides = {name: LaunchConfiguration(name) for name in NODE_PARAMETER_ARGUMENTS}
     overrides["use_sim_time"] = LaunchConfiguration("use_sim_time")
-    depth_node = Node(
-        package=PACKAGE,
-        executable="depth_node",
-        name="mgdepth_depth",
-        namespace=LaunchConfiguration("namespace"),
-        parameters=[LaunchConfiguration("params_file"), overrides],
-        remappings=[("image", LaunchConfiguration("image")), ("camera_info", LaunchConfiguration("camera_info"))],
-        output="screen",
-    )
+    depth = {
+        "package": PACKAGE,
+        "name": "mgdepth_depth",
+        "namespace": LaunchConfiguration("namespace"),
+        "parameters": [LaunchConfiguration("params_file"), overrides],
+        "remappings": [("image", LaunchConfiguration("image")), ("camera_info", LaunchConfiguration("camera_info"))],
+        "output": "screen",
+    }
+    lifecycle = LaunchConfiguration("lifecycle")
+    depth_node = Node(executable="depth_node", condition=UnlessCondition(lifecycle), **depth)
+    managed_depth_node = LifecycleNode(executable="depth_lifecycle_node", condition=IfCondition(lifecycle), **depth)
     rviz = Node(
         package="rviz2",
         executable="rviz2",
@@ -61,4 +68,4 @@ def generate_launch_description() -> LaunchDescription:
         condition=IfCondition(LaunchConfiguration("rviz")),
         output="screen",
     )
-    return LaunchDescription([*arguments, depth_node, rviz])
+    return LaunchDescription([*arguments, depth_node, managed_depth_node, rviz])

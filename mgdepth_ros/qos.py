@@ -83,6 +83,13 @@ class AdaptiveSubscription:
         self.node.get_logger().info(f"subscribed to {self.topic} ({self.msg_type.__name__}, "
                                     f"{wanted.name.lower()}, depth {self.depth}, mode {self.mode})")
 
+    def close(self) -> None:
+        """Destroy the subscription and any retired one: nothing more is received."""
+        for subscription in [self.subscription, *(retired for retired, _ in self._retired)]:
+            if subscription is not None:
+                self.node.destroy_subscription(subscription)
+        self.subscription, self.reliability, self._retired = None, None, []
+
 
 def spin_until_shutdown(executor: Executor, context: Context) -> None:
     """Spin ``executor`` until ``context`` shuts down, surviving subscription swaps.

@@ -83,7 +83,7 @@ def test_colcon_installs_where_ros2_run_and_launch_look(workspace):
     assert (share / "config" / "depth.yaml").is_file() and (share / "config" / "mgdepth.rviz").is_file()
     assert (workspace / "mgdepth_ros" / "share" / "ament_index" / "resource_index" / "packages" / "mgdepth_ros"
             ).is_file()
-    for executable in ("depth_node", "bag_trainer", "demo", "mgdepth"):
+    for executable in ("depth_node", "depth_lifecycle_node", "bag_trainer", "demo", "mgdepth"):
         path = workspace / "mgdepth_ros" / "lib" / "mgdepth_ros" / executable
         assert path.is_file() and os.access(path, os.X_OK), path
     script = (workspace / "mgdepth_ros" / "lib" / "mgdepth_ros" / "depth_node").read_text()
@@ -147,21 +147,23 @@ def _launch_arguments() -> tuple[dict[str, ast.Call], dict]:
 
 
 def test_launch_file_compiles_and_its_arguments_match_the_node():
-    from mgdepth_ros.depth_node import PARAMETERS
+    from mgdepth_ros.depth_parameters import PARAMETERS
 
     source = (REPO / "launch" / "depth.launch.py").read_text()
     compile(source, "depth.launch.py", "exec")
     declared, parameter_arguments = _launch_arguments()
     names = set(declared) | set(parameter_arguments)
-    assert {"weights", "image", "camera_info", "device", "method", "params_file", "rviz", "namespace"} <= names
+    assert {"weights", "image", "camera_info", "device", "method", "params_file", "rviz", "namespace",
+            "lifecycle"} <= names
     for name, (default, _) in parameter_arguments.items():
         assert name in PARAMETERS, f"launch argument {name} is not a node parameter"
         assert str(PARAMETERS[name][0]) == default, f"launch default of {name} differs from the node's"
     assert "generate_launch_description" in source and "mgdepth.rviz" in source and "depth.yaml" in source
+    assert '"depth_lifecycle_node"' in source and "LifecycleNode(" in source
 
 
 def test_parameter_file_matches_the_declared_parameters():
-    from mgdepth_ros.depth_node import PARAMETERS
+    from mgdepth_ros.depth_parameters import PARAMETERS
 
     parameters = yaml.safe_load((REPO / "config" / "depth.yaml").read_text())["/**"]["ros__parameters"]
     assert parameters == {name: default for name, (default, _) in PARAMETERS.items()}

@@ -140,11 +140,12 @@ class RosSession:
         rclpy.init(context=self.context)
         self.executor = MultiThreadedExecutor(num_threads=3, context=self.context)
         self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._stop = threading.Event()
         self._nodes: list[Node] = []
 
     def _spin(self) -> None:
         with contextlib.suppress(ExternalShutdownException):
-            spin_until_shutdown(self.executor, self.context)
+            spin_until_shutdown(self.executor, self.context, self._stop)
 
     def add(self, node: Node) -> Node:
         self.executor.add_node(node)
@@ -155,6 +156,7 @@ class RosSession:
 
     def close(self) -> None:
         """Stop spinning first, then destroy the nodes (the depth node joins its worker), then the context."""
+        self._stop.set()
         self.executor.shutdown(timeout_sec=10.0)
         if self._thread.is_alive():
             self._thread.join(timeout=10.0)

@@ -10,6 +10,7 @@ the publishers' reliability changes.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 
@@ -91,15 +92,15 @@ class AdaptiveSubscription:
         self.subscription, self.reliability, self._retired = None, None, []
 
 
-def spin_until_shutdown(executor: Executor, context: Context) -> None:
-    """Spin ``executor`` until ``context`` shuts down, surviving subscription swaps.
+def spin_until_shutdown(executor: Executor, context: Context, stop: threading.Event | None = None) -> None:
+    """Spin ``executor`` until ``context`` shuts down (or ``stop`` is set), surviving subscription swaps.
 
     rclpy's executors can raise ``InvalidHandle`` in the spinning thread when a subscription is destroyed (an
     :class:`AdaptiveSubscription` retiring its old one) while another thread builds the wait set. The entity is
     simply gone, so spinning carries on instead of the thread dying and the node going silent. An error raised
     because the context was shut down meanwhile ends the loop quietly.
     """
-    while context.ok():
+    while context.ok() and not (stop is not None and stop.is_set()):
         try:
             executor.spin_once(timeout_sec=0.1)
         except InvalidHandle:

@@ -31,11 +31,14 @@ def load_weights_only(path: str | Path, what: str = "PyTorch file") -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        detail = next((line.strip() for line in str(error).splitlines()
-                       if "GLOBAL" in line or "Unsupported" in line), "")
+        detail = next((line.strip() for line in str(error).splitlines() if "Unsupported" in line or "GLOBAL" in line),
+                      str(error).splitlines()[0] if str(error) else "").split(". ")[0]
+        if "GLOBAL" not in detail:  # an opcode the weights-only unpickler lacks: garbage or an exotic pickle
+            raise TorchFileError(f"{path}: not a readable {what} (corrupt, or not saved by torch.save? {detail})"
+                                 ) from error
         raise UnsafeTorchFileError(
             f"{path}: refused to load this {what}: it holds pickled Python objects beyond tensors and plain values, "
-            f"and loading those would run code from the file{f' ({detail})' if detail else ''}") from error
+            f"and loading those would run code from the file ({detail})") from error
     except Exception as error:  # torch raises RuntimeError, KeyError, EOFError … for truncated or foreign files
         first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise TorchFileError(f"{path}: not a readable {what} (truncated or corrupt? {first_line})") from error

@@ -84,6 +84,12 @@ class BagIndex:
         return len(self.frames)
 
 
+def _reason(exc: BaseException, limit: int = 200) -> str:
+    """``exc``'s message on one line, at most ``limit`` characters (rosbags quotes whole message definitions)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
 def _describe_topics(reader: AnyReader) -> str:
     return ", ".join(f"{name} ({info.msgtype}, {info.msgcount} msgs)" for name, info in sorted(reader.topics.items()))
 
@@ -97,7 +103,7 @@ def open_bag(path: str | Path) -> AnyReader:
         reader = AnyReader([path], default_typestore=TYPESTORE)
         reader.open()
     except Exception as exc:  # rosbags raises reader-, storage- and sqlite-specific errors
-        raise BagError(f"cannot open bag {path} (corrupt, truncated or not a rosbag2?): {exc}") from exc
+        raise BagError(f"cannot open bag {path} (corrupt, truncated or not a rosbag2?): {_reason(exc)}") from exc
     return reader
 
 
@@ -249,7 +255,7 @@ def _camera_info_entry(reader: AnyReader, path: Path, connection: Any, raw: byte
     try:
         msg = reader.deserialize(raw, connection.msgtype)
     except Exception as exc:
-        LOGGER.warning("bag %s: skipping a corrupt CameraInfo on %s: %s", path, connection.topic, exc)
+        LOGGER.warning("bag %s: skipping a corrupt CameraInfo on %s: %s", path, connection.topic, _reason(exc))
         counts["corrupt"] += 1
         return None
     K = tuple(float(v) for v in msg.k)
@@ -266,7 +272,7 @@ def _messages(reader: AnyReader, path: Path, connections: list, start: int | Non
     except BagError:
         raise
     except Exception as exc:
-        raise BagError(f"bag {path} is corrupt or truncated ({exc})") from exc
+        raise BagError(f"bag {path} is corrupt or truncated ({_reason(exc)})") from exc
 
 
 def index_bag(path: str | Path, image_topic: str, camera_info_topic: str = "", intrinsics_file: str = "",
@@ -327,7 +333,7 @@ def index_bag(path: str | Path, image_topic: str, camera_info_topic: str = "", i
                 msg = reader.deserialize(raw, connection.msgtype)
             except Exception as exc:
                 LOGGER.warning("bag %s: skipping corrupt message on %s at t=%d ns: %s", path, image_topic, log_time,
-                               exc)
+                               _reason(exc))
                 skipped["corrupt message"] += 1
                 continue
             if not hasattr(msg, "format") and msg.encoding not in checked_encodings:
@@ -339,6 +345,10 @@ def index_bag(path: str | Path, image_topic: str, camera_info_topic: str = "", i
                 skipped["corrupt message"] += 1
                 continue
             images.append((stamp_ns(msg.header) or log_time, log_time, ordinal, msg.header.frame_id))
+        unread = sum(c.msgcount for c in image_connections) - sum(seen_log_times.values())
+        if unread > 0:  # the bag's index lists messages that the storage no longer yields
+            LOGGER.warning("bag %s: %d messages on %s listed in the bag cannot be read", path, unread, image_topic)
+            skipped["unreadable (corrupt or truncated bag)"] += unread
     finally:
         reader.close()
     if intrinsics_file:

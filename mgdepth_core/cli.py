@@ -43,6 +43,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def error_message(exc: BaseException) -> str:
+    """The message of ``exc`` for the one-line CLI error. An error raised in a DataLoader worker reaches the main
+    process with the worker's traceback as its message; its last line is the worker's own message."""
+    text = str(exc).strip()
+    if text.startswith("Caught ") and "DataLoader worker" in text.splitlines()[0]:
+        return text.splitlines()[-1].split(": ", 1)[-1]
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -54,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except (ConfigError, DownloadError, FileNotFoundError, ValueError) as exc:
-        print(f"mgdepth {args.verb}: error: {exc}", file=sys.stderr)
+        print(f"mgdepth {args.verb}: error: {error_message(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"mgdepth {args.verb}: interrupted", file=sys.stderr)

@@ -36,6 +36,6 @@ def test_train_two_steps_from_a_compressed_image_bag(shared_data, tmp_path):
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert saved["data"]["dataset"] == "bag" and saved["data"]["path"] == str(tmp_path / "bag")
     assert saved["data"]["image_topic"] == topic and saved["data"]["camera_info_topic"] == info_topic
-    state = torch.load(run_dir / "state.pt", weights_only=False)
+    state = torch.load(run_dir / "state.pt", weights_only=True)
     assert state["step"] == 2 and state["method"] == "manydepth"
     assert (run_dir / "models" / "weights_0_2").is_dir()

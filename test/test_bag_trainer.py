@@ -51,7 +51,7 @@ def test_bag_trainer_trains_from_ros_parameters(shared_data, tmp_path, capfd):
                  "-p", f"config:={REPO_CONFIG / 'train_bag.yaml'}", "-p", "method:=manydepth",
                  "-p", f"run_dir:={run_dir}", "-p", "max_steps:=1", "-p", f"set:={overrides}"])
     assert code == 0
-    state = torch.load(run_dir / "state.pt", weights_only=False)
+    state = torch.load(run_dir / "state.pt", weights_only=True)
     assert state["step"] == 1 and state["method"] == "manydepth"
     logged = capfd.readouterr().err
     assert "mgdepth_bag_trainer" in logged and "done at epoch 0, step 1" in logged
@@ -79,6 +79,6 @@ def test_sigint_stops_with_a_checkpoint_and_exit_status_130(shared_data, tmp_pat
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=240)
     assert process.returncode == 130, stderr[-2000:]
-    state = torch.load(run_dir / "state.pt", weights_only=False)
+    state = torch.load(run_dir / "state.pt", weights_only=True)
     assert state["step"] >= 1
     assert "interrupted: stopped at epoch" in stderr and "resume:=auto" in stderr

@@ -27,7 +27,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default=None, help="data.path: root folder of the data set (or bag)")
     parser.add_argument("--resume", default=None, metavar="RUN_DIR|auto",
                         help="continue a run exactly where it stopped: a run folder, or 'auto' = the config's run "
-                             "folder if it holds a checkpoint (else start there)")
+                             "folder if it holds a checkpoint (else start there). state.pt is read weights-only "
+                             "(tensors and plain values), so a crafted file cannot run code; a format-1 state.pt "
+                             "from an older mgdepth is refused")
+    parser.add_argument("--trust-legacy-checkpoint", action="store_true",
+                        help="with --resume: convert the run's format-1 state.pt (pickled, unsafe: loading runs "
+                             "code from the file) once to format 2, keeping it as state.format1.pt; only for a "
+                             "file you wrote yourself")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config option, e.g. --set optim.batch_size=8 (repeatable)")
     parser.add_argument("--max-steps", type=int, default=None, help="stop after N optimisation steps in total")
@@ -78,12 +84,20 @@ def resolve_run(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from mgdepth_core.train.distributed import init_distributed, shutdown
+    from mgdepth_core.train import checkpoints
+    from mgdepth_core.train.distributed import barrier, init_distributed, shutdown
     from mgdepth_core.train.trainer import Trainer, TrainingDivergedError, describe
 
     config, run_dir, resume = resolve_run(args)
+    if args.trust_legacy_checkpoint and not resume:
+        raise ConfigError(f"{checkpoints.TRUST_FLAG} converts the checkpoint of a run being resumed; it needs "
+                          f"--resume RUN_DIR (or --resume auto with a checkpoint there)")
     context = init_distributed(config.device)
     try:
+        if args.trust_legacy_checkpoint:
+            if context.is_main:
+                checkpoints.convert_legacy_state(run_dir)
+            barrier(context)
         if context.is_main:
             LOG.info("%s%s → %s", "resuming " if resume else "", describe(config), run_dir)
         trainer = Trainer(config, run_dir, resume=resume, context=context)

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mgdepth_core.models.gmflow import GMFlow
+from mgdepth_core.torch_files import load_weights_only
 
 GMFLOW_CHECKPOINT = "gmflow_sintel-0c07dcb3.pth"
 FLOW_BACKENDS = ("gmflow", "raft_small", "raft_large")
@@ -55,7 +56,7 @@ def load_flow_state(model: nn.Module, path: str | Path, backend: str) -> None:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"optical flow checkpoint {path} does not exist")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    checkpoint = load_weights_only(path, f"{backend} checkpoint")
     state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{path} is not a {backend} state dict (expected tensors, or a dict with key 'model')")

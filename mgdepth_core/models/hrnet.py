@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mgdepth_core.models.cost_volume import build_cost_volume
+from mgdepth_core.torch_files import load_weights_only
 
 HRNET_MODULES = ("conv1", "bn1", "conv2", "bn2", "layer1", "transition1", "stage2", "transition2", "stage3",
                  "transition3", "stage4")
@@ -53,7 +54,7 @@ def _read_state(path: Path) -> dict:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
         return load_file(str(path))
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return load_weights_only(path, "HRNet-W18 checkpoint")
 
 
 class HRNetEncoder(nn.Module):

@@ -20,6 +20,7 @@ from torch import nn
 from torchvision.models.detection import MaskRCNN_ResNet50_FPN_V2_Weights, MaskRCNN_ResNet50_FPN_Weights
 
 from mgdepth_core.dynamic import DynamicObjectsConfig, FrameInstances
+from mgdepth_core.torch_files import load_weights_only
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ def build_segmenter_network(config: DynamicObjectsConfig) -> nn.Module:
 def load_segmenter_weights(network: nn.Module, path: str | Path, segmenter: str) -> None:
     """Load a COCO state dict into ``network``; a file of another architecture raises a ValueError naming it."""
     path = Path(path)
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_weights_only(path, f"{segmenter} COCO state dict")
     if not isinstance(state, dict):
         raise ValueError(f"{path} does not hold a state dict (got {type(state).__name__})")
     if "model" in state and isinstance(state["model"], dict):

@@ -13,6 +13,8 @@ import torch
 import torchvision
 from torch import nn
 
+from mgdepth_core.torch_files import load_weights_only
+
 log = logging.getLogger(__name__)
 
 IMAGENET_WEIGHTS = {
@@ -53,7 +55,7 @@ def cached_imagenet_state(num_layers: int) -> dict[str, torch.Tensor] | None:
                     num_layers)
         return None
     log.info("ResNet-%d initialised from ImageNet weights %s", num_layers, path)
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return load_weights_only(path, f"ResNet-{num_layers} ImageNet state dict")
 
 
 def build_resnet(num_layers: int, pretrained: bool, num_input_images: int = 1) -> torchvision.models.ResNet:

@@ -24,6 +24,7 @@ import torch
 from mgdepth_core.config import load_config, save_config
 from mgdepth_core.models import ModelConfig, build_model
 from mgdepth_core.models.base import MultiFrameDepthModel
+from mgdepth_core.torch_files import TorchFileError, load_weights_only
 
 log = logging.getLogger(__name__)
 
@@ -125,9 +126,9 @@ def _read_state(path: Path) -> dict:
     numpy_scalars.append(np._core.multiarray.scalar if hasattr(np, "_core") else np.core.multiarray.scalar)
     try:
         with torch.serialization.safe_globals(numpy_scalars):
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several types for corrupt or foreign pickles
-        raise WeightsError(f"{path}: not a readable PyTorch state dict ({error})") from error
+            state = load_weights_only(path, "PyTorch state dict")
+    except TorchFileError as error:
+        raise WeightsError(str(error)) from error
     if not isinstance(state, dict):
         raise WeightsError(f"{path}: expected a state dict, found {type(state).__name__}")
     return state

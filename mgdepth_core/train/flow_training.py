@@ -27,6 +27,7 @@ from tqdm import tqdm
 from mgdepth_core.config import option
 from mgdepth_core.data.synthetic import SyntheticDynamicDataset
 from mgdepth_core.models.flow import FlowEstimator
+from mgdepth_core.torch_files import load_weights_only
 from mgdepth_core.train import checkpoints
 
 LOG = logging.getLogger("mgdepth.train_flow")
@@ -104,7 +105,7 @@ class FlowTrainer:
         path = self.run_dir / STATE_FILE
         if not path.is_file():
             raise FileNotFoundError(f"resume: {self.run_dir} holds no flow checkpoint ({STATE_FILE} missing)")
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_weights_only(path, "flow training state")
         if state.get("backend") != self.config.backend:
             raise ValueError(f"resume: {path} holds a {state.get('backend')} run, the config asks for "
                              f"{self.config.backend}")

@@ -7,7 +7,9 @@ import and call code, so a crafted file cannot execute on load.
 
 from __future__ import annotations
 
+import os
 import pickle
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -42,3 +44,18 @@ def load_weights_only(path: str | Path, what: str = "PyTorch file") -> Any:
     except Exception as error:  # torch raises RuntimeError, KeyError, EOFError … for truncated or foreign files
         first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise TorchFileError(f"{path}: not a readable {what} (truncated or corrupt? {first_line})") from error
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """``torch.save`` to a temporary file next to ``path``, fsync, then ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            torch.save(obj, stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

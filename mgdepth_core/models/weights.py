@@ -24,7 +24,7 @@ import torch
 from mgdepth_core.config import load_config, save_config
 from mgdepth_core.models import ModelConfig, build_model
 from mgdepth_core.models.base import MultiFrameDepthModel
-from mgdepth_core.torch_files import TorchFileError, load_weights_only
+from mgdepth_core.torch_files import TorchFileError, atomic_torch_save, load_weights_only
 
 log = logging.getLogger(__name__)
 
@@ -89,17 +89,6 @@ FOLDER_FORMATS: dict[str, FolderFormat] = {
 }
 
 
-def _atomic_torch_save(obj, path: Path) -> None:
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def save_weights(model: MultiFrameDepthModel, folder: str | Path) -> Path:
     """Write ``model`` as an official-layout weights folder plus ``mgdepth.yaml``; every file is atomic."""
     folder = Path(folder)
@@ -109,7 +98,7 @@ def save_weights(model: MultiFrameDepthModel, folder: str | Path) -> Path:
         if name == "encoder":
             state.update(height=int(model.config.height), width=int(model.config.width),
                          min_depth_bin=float(model.min_depth_bin), max_depth_bin=float(model.max_depth_bin))
-        _atomic_torch_save(state, folder / f"{name}.pth")
+        atomic_torch_save(state, folder / f"{name}.pth")
     handle, tmp = tempfile.mkstemp(dir=folder, prefix=f".{CONFIG_FILE}.", suffix=".tmp")
     os.close(handle)
     try:

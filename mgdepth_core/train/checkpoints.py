@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from mgdepth_core.config import save_config
-from mgdepth_core.torch_files import UnsafeTorchFileError, load_weights_only
+from mgdepth_core.torch_files import UnsafeTorchFileError, atomic_torch_save, load_weights_only
 
 LOG = logging.getLogger(__name__)
 
@@ -81,21 +81,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file next to ``path``, fsync, then ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            torch.save(obj, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def atomic_save_config(config: Any, path: Path) -> None:

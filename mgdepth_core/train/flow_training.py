@@ -27,7 +27,7 @@ from tqdm import tqdm
 from mgdepth_core.config import option
 from mgdepth_core.data.synthetic import SyntheticDynamicDataset
 from mgdepth_core.models.flow import FlowEstimator
-from mgdepth_core.torch_files import load_weights_only
+from mgdepth_core.torch_files import atomic_torch_save, load_weights_only
 from mgdepth_core.train import checkpoints
 
 LOG = logging.getLogger("mgdepth.train_flow")
@@ -119,8 +119,8 @@ class FlowTrainer:
     def save(self) -> Path:
         """``flow.pth`` (plain state dict) and ``flow_state.pt``, each atomic; returns the weights file."""
         model = {key: value.detach().cpu() for key, value in self.net.state_dict().items()}
-        checkpoints.atomic_torch_save(model, self.run_dir / WEIGHTS_FILE)
-        checkpoints.atomic_torch_save({"backend": self.config.backend, "model": model, "step": self.step,
+        atomic_torch_save(model, self.run_dir / WEIGHTS_FILE)
+        atomic_torch_save({"backend": self.config.backend, "model": model, "step": self.step,
                                        "optimizer": self.optimizer.state_dict(),
                                        "scheduler": self.scheduler.state_dict(),
                                        "torch_rng": torch.get_rng_state()}, self.run_dir / STATE_FILE)

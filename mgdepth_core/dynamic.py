@@ -61,7 +61,7 @@ class DynamicObjectsConfig:
     max_objects: int = option(20, "at most this many truly dynamic objects per frame")
     similarity: Literal["dice", "iou"] = option("dice", "mask similarity: Sørensen–Dice (paper) or IoU")
     extra_distance: bool = option(True, "compare t−1 warped to t+1 (two frames of motion) instead of t−1 to t")
-    vote_frames: int = option(1, "streaming only: an object is truly dynamic when the median similarity of its "
+    vote_frames: int = option(3, "streaming only: an object is truly dynamic when the median similarity of its "
                                  "last N frames is below θ (1 = frame by frame, as the paper)")
     keep_order: Literal["lowest_similarity", "highest_similarity"] = option(
         "lowest_similarity", "which candidates max_objects keeps: the most clearly moving ones, or (release) the "

@@ -123,6 +123,7 @@ def export_onnx(model: nn.Module, folder: str | Path, height: int | None = None,
                 with warnings.catch_warnings():
                     warnings.filterwarnings("ignore", category=DeprecationWarning)  # the TorchScript exporter
                     warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+                    warnings.filterwarnings("ignore", message="Constant folding")  # strided slices stay as they are
                     torch.onnx.export(graph, inputs, str(path), dynamo=False, opset_version=opset,
                                       input_names=input_names, output_names=output_names)
         except Exception as error:

@@ -39,6 +39,7 @@ def test_dense_cost_volume_equals_the_sparse_one():
 @pytest.mark.parametrize("method", ["manydepth", "manydepth2"])
 def test_onnxruntime_backend_matches_torch(method, tmp_path, capsys):
     pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install '.[onnx]')")
+    onnx = pytest.importorskip("onnx", reason="onnx is not installed (pip install '.[onnx]')")
     torch.manual_seed(0)
     model = build_model(ModelConfig(method=method, height=H, width=W, pretrained=False, flow="none",
                                     num_depth_bins=12, min_depth_bin=0.5, max_depth_bin=5.0))
@@ -50,6 +51,9 @@ def test_onnxruntime_backend_matches_torch(method, tmp_path, capsys):
     assert manifest["graphs"]["student"]["inputs"]["T_lookup_current"] == [1, 4, 4]
     assert manifest["graphs"]["student"]["outputs"]["disp"] == [1, 1, H, W]
     assert "student.onnx" in capsys.readouterr().out
+    student = onnx.load(str(exported / "student.onnx"))
+    onnx.checker.check_model(student)
+    assert {entry.version for entry in student.opset_import if entry.domain in ("", "ai.onnx")} == {17}
 
     sequence = SyntheticSequence(seed=3, num_frames=3, height=H, width=W)
     runs = {}

@@ -11,7 +11,7 @@ import torch
 from mgdepth_core.cli import main
 from mgdepth_core.data.synthetic import SyntheticSequence
 from mgdepth_core.geometry import intrinsics_at_scale
-from mgdepth_core.inference import DepthEstimator
+from mgdepth_core.inference import DepthEstimator, _resolve_device
 from mgdepth_core.models import ModelConfig, build_model
 from mgdepth_core.models.cost_volume import _dense_cost, _sparse_cost, depth_bin_values
 from mgdepth_core.models.weights import save_weights
@@ -34,6 +34,12 @@ def test_dense_cost_volume_equals_the_sparse_one():
     sparse = _sparse_cost(current, lookup, T, K.repeat(2, 1, 1), bins, chunk_elements=1 << 22)
     assert (sparse[0] > 0).float().mean() > 0.3 and not sparse[1].any()
     torch.testing.assert_close(dense, sparse, atol=1e-5, rtol=1e-5)
+
+
+def test_onnxruntime_backend_runs_on_the_cpu():
+    assert _resolve_device("auto", "onnxruntime").type == "cpu"
+    with pytest.raises(ValueError, match="CPUExecutionProvider"):
+        _resolve_device("cuda", "onnxruntime")
 
 
 def calibrate_batch_norms(model: torch.nn.Module) -> None:

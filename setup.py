@@ -30,6 +30,9 @@ ROSIDL_BUILD_WHEELS = [
     "ros-jazzy-ament-cmake-flake8", "ros-jazzy-ament-cmake-pep257", "ros-jazzy-ament-cmake-uncrustify",
 ]
 
+# ONNX export: onnx validates the graphs (tests), onnxruntime runs them (EstimatorConfig.backend: onnxruntime).
+ONNX = ["onnx==1.23.2", "onnxruntime==1.31.1"]
+
 
 def version() -> str:
     scope: dict = {}
@@ -76,7 +79,9 @@ setup(
             "ros-jazzy-visualization-msgs",
             "ros-jazzy-diagnostic-msgs",
         ],
+        "onnx": ONNX,
         "dev": [
+            *ONNX,
             "pytest>=8",
             "pytest-timeout",
             "mcap", "zstandard",  # tests read MCAP files directly (schemas embedded, zstd chunks)

@@ -16,6 +16,9 @@ Memory: each side runs alone on 6 frames in a fresh subprocess, started before t
 peak RSS is the subprocess's ``VmHWM`` (/proc/self/status) at the end (``ru_maxrss`` would include this
 process's peak, inherited over fork), and the table also shows the peak minus the RSS after loading (the
 inference working set).
+With onnxruntime installed, ours also runs with ``backend: onnxruntime`` (the graphs of ``mgdepth export``,
+exported at start-up, on onnxruntime's CPU provider with the same thread count), called in the same loop; the
+table adds its time as a ratio against ours on torch and its largest depth difference from it.
 Writes bench/results/inference.json.
 """
 
@@ -108,10 +111,19 @@ class OriginalManydepth:
         return depth[0, 0].numpy()
 
 
-def build_ours(folder: Path):
+def build_ours(folder: Path, backend: str = "torch", threads: int = 0):
     from mgdepth_core.inference import DepthEstimator
 
-    return DepthEstimator.from_weights(folder, device="cpu", min_translation=0.0)
+    return DepthEstimator.from_weights(folder, device="cpu", min_translation=0.0, backend=backend,
+                                       num_threads=threads)
+
+
+def has_onnxruntime() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def worker(side: str, folder: Path, threads: int) -> None:
@@ -155,9 +167,11 @@ def main() -> int:
         np.savez(folder / "frames.npz", images=np.stack(images[:6]), K=K)  # for the memory subprocesses
         memory = {side: measure_memory(side, folder, args) for side in ("ours", "original")}
         ours, original = build_ours(folder), OriginalManydepth(folder)
-        wall = {"ours": [], "original": []}
-        cpu = {"ours": [], "original": []}
-        largest_difference = 0.0
+        onnx = build_ours(folder, "onnxruntime", args.threads) if has_onnxruntime() else None
+        sides = ["ours", "original"] + (["onnxruntime"] if onnx else [])
+        wall = {side: [] for side in sides}
+        cpu = {side: [] for side in sides}
+        largest_difference = onnx_difference = 0.0
         multi_frame = 0
         for index, image in enumerate(images):
             timed = index >= args.warmup
@@ -167,6 +181,14 @@ def main() -> int:
             started, started_cpu = time.perf_counter(), time.process_time()
             depth_original = original.process(image, K)
             original_wall, original_cpu = time.perf_counter() - started, time.process_time() - started_cpu
+            if onnx is not None:
+                started, started_cpu = time.perf_counter(), time.process_time()
+                depth_onnx = onnx.process(image, K, stamp=index * 0.1).depth
+                onnx_wall, onnx_cpu = time.perf_counter() - started, time.process_time() - started_cpu
+                onnx_difference = max(onnx_difference, float(np.nanmax(np.abs(depth_onnx - result.depth))))
+                if timed:
+                    wall["onnxruntime"].append(onnx_wall * 1e3)
+                    cpu["onnxruntime"].append(onnx_cpu * 1e3)
             if index > 0:
                 largest_difference = max(largest_difference, float(np.nanmax(np.abs(result.depth - depth_original))))
                 multi_frame += int(result.multi_frame)
@@ -200,6 +222,16 @@ def main() -> int:
         print(f"{label:<34}{mine:>12.1f}{theirs:>12.1f}{theirs / mine:>9.2f}x")
     print(f"largest |depth difference|: {largest_difference:.2e} m over {len(images) - 1} frames "
           f"({multi_frame} multi-frame)")
+    if onnx is not None:
+        results["onnxruntime"] = {
+            "ms_per_frame_median": median["onnxruntime"], "cpu_ms_per_frame_median": median_cpu["onnxruntime"],
+            "speedup_wall_vs_torch": median["ours"] / median["onnxruntime"],
+            "speedup_cpu_vs_torch": median_cpu["ours"] / median_cpu["onnxruntime"],
+            "max_abs_depth_difference_vs_torch_m": onnx_difference}
+        print(f"ours on onnxruntime: {median['onnxruntime']:.1f} ms/frame wall, {median_cpu['onnxruntime']:.1f} ms "
+              f"CPU: {results['onnxruntime']['speedup_wall_vs_torch']:.2f}x torch's wall speed, "
+              f"{results['onnxruntime']['speedup_cpu_vs_torch']:.2f}x CPU; largest |depth difference| from "
+              f"torch {onnx_difference:.2e} m")
     write_results(results, RESULTS / "inference.json")
     return 0
 

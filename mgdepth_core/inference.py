@@ -7,6 +7,7 @@ The ROS node, ``mgdepth process-bag``, ``mgdepth infer`` and the benchmarks all 
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,7 +66,12 @@ class EstimatorConfig:
     fold_batch_norm: bool = option(True, "fold batch norms into the preceding convolutions (only for a model the "
                                          "estimator built itself, see from_weights)")
     autocast: bool = option(True, "float16 autocast on CUDA (the cost volume itself stays float32)")
-    num_threads: int = option(0, "torch CPU threads; 0 = leave torch's setting")
+    num_threads: int = option(0, "torch CPU threads (and onnxruntime's); 0 = leave the library's setting")
+    backend: Literal["torch", "onnxruntime"] = option(
+        "torch", "run the networks in torch, or as exported ONNX graphs on onnxruntime's CPU provider (device cpu; "
+                 "the static reference and pre/post-processing stay in torch)")
+    onnx_dir: str = option("", "backend onnxruntime: a folder written by `mgdepth export --format onnx` for these "
+                               "weights; empty = export the model into a temporary folder at start-up")
     dynamic_objects: DynamicObjectsConfig = option(
         DynamicObjectsConfig(), "Dyna-DM at inference: mode dyna-dm fills DepthResult.dynamic_mask and objects "
                                 "(Mask R-CNN weights from the torch hub cache or segmenter_weights)")
@@ -86,7 +92,11 @@ class FrameBuffer:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
-def _resolve_device(name: str) -> torch.device:
+def _resolve_device(name: str, backend: str = "torch") -> torch.device:
+    if backend == "onnxruntime":
+        if name not in ("auto", "cpu"):
+            raise ValueError(f"backend onnxruntime runs on the CPU (CPUExecutionProvider); got device {name!r}")
+        return torch.device("cpu")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
@@ -110,7 +120,7 @@ class DepthEstimator:
         self.config = config = config or EstimatorConfig()
         if config.num_threads > 0:
             torch.set_num_threads(config.num_threads)
-        self.device = _resolve_device(config.device)
+        self.device = _resolve_device(config.device, config.backend)
         self.model = model.to(self.device).eval()
         if owns_model and config.fold_batch_norm:
             fold_batch_norms(self.model)
@@ -122,6 +132,9 @@ class DepthEstimator:
         if self.height % 32 or self.width % 32:
             raise ValueError(f"network input size must be a multiple of 32, got {self.height}×{self.width}")
         self.min_depth, self.max_depth = model_config.min_depth, model_config.max_depth
+        self._onnx_tmp: tempfile.TemporaryDirectory | None = None
+        if config.backend == "onnxruntime":
+            self._bind_onnxruntime()
         self.reuses_features = bool(getattr(model, "accepts_lookup_features", False))
         self.fallback = config.fallback
         if self.fallback == "teacher" and not getattr(model, "has_teacher", True):
@@ -132,6 +145,22 @@ class DepthEstimator:
         self._warned_sizes: set[tuple[int, int]] = set()
         self.dynamic_objects = (DynamicObjectTracker(config.dynamic_objects)
                                 if config.dynamic_objects.mode == "dyna-dm" else None)
+
+    def _bind_onnxruntime(self) -> None:
+        """Run the model's networks as ONNX graphs (:class:`~mgdepth_core.export.OnnxRuntimeNetworks`), exported
+        here into a temporary folder unless ``onnx_dir`` names one."""
+        from mgdepth_core.export import OnnxRuntimeNetworks, export_onnx
+
+        folder = self.config.onnx_dir
+        if not folder:
+            self._onnx_tmp = tempfile.TemporaryDirectory(prefix="mgdepth-onnx-")
+            folder = self._onnx_tmp.name
+            log.info("exporting the %s networks to ONNX at %d×%d for onnxruntime", self.model.method, self.width,
+                     self.height)
+            export_onnx(self.model, folder, self.height, self.width)
+        networks = OnnxRuntimeNetworks(folder, self.config.num_threads)
+        networks.check(self.model.method, self.height, self.width)
+        networks.bind(self.model)
 
     @classmethod
     def from_weights(cls, weights: str | Path | None = None, method: str | None = None, device: str = "auto",
@@ -146,7 +175,7 @@ class DepthEstimator:
 
         config = from_dict(EstimatorConfig, {**overrides, "weights": str(weights or ""), "method": method or "",
                                              "device": device})
-        resolved_device = _resolve_device(config.device)
+        resolved_device = _resolve_device(config.device, config.backend)
         if config.weights:
             model = load_weights(config.weights, device=resolved_device)
             if config.method and config.method != model.method:

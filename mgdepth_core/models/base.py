@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mgdepth_core.geometry import pose_from_axisangle_translation
+from mgdepth_core.geometry import intrinsics_at_scale, pose_from_axisangle_translation
 from mgdepth_core.models.cost_volume import depth_bin_values
 
 
@@ -31,9 +31,13 @@ class MultiFrameDepthModel(nn.Module):
     def relative_pose(self, target: torch.Tensor, source: torch.Tensor, source_is_before: bool) -> torch.Tensor:
         """``T_source_target`` (B×4×4) from the pose net, fed in temporal order as Manydepth does."""
         pair = [source, target] if source_is_before else [target, source]
-        axisangle, translation = self.pose(self.pose_encoder(torch.cat(pair, 1))[-1])
-        return pose_from_axisangle_translation(axisangle[:, 0].float(), translation[:, 0].float(),
-                                               invert=source_is_before)
+        axisangle, translation = self.pose_network(torch.cat(pair, 1))
+        return pose_from_axisangle_translation(axisangle.float(), translation.float(), invert=source_is_before)
+
+    def pose_network(self, pair: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pose net on two frames stacked in temporal order (B×6×H×W) → (axis-angle B×3, translation B×3)."""
+        axisangle, translation = self.pose(self.pose_encoder(pair)[-1])
+        return axisangle[:, 0], translation[:, 0]
 
     def teacher_forward(self, image: torch.Tensor) -> dict:
         """Single-frame teacher: ``{("disp", s): B×1×H/2^s×W/2^s}``."""
@@ -48,6 +52,16 @@ class MultiFrameDepthModel(nn.Module):
         optical flow), ``flow`` (B×2×H/4×W/4, 1/4-res pixels, when the caller cached it), ``epoch``.
         """
         raise NotImplementedError
+
+    def student_network(self, image: torch.Tensor, lookup_features: torch.Tensor, T_lookup_current: torch.Tensor,
+                        K: torch.Tensor) -> dict:
+        """The student's networks: encoder with the cost volume against ``lookup_features`` (the lookup frame's
+        :meth:`matching_features`) and depth decoder. ``K``: B×3×3 full-resolution pixels. Returns the disparities
+        plus ``"matching_features"``, ``"lowest_cost"``, ``"cost_volume_depth"`` and ``"confidence_mask"``."""
+        encoded = self.encoder(image, lookup_features, T_lookup_current, intrinsics_at_scale(K, 2), self.depth_bins())
+        outputs = self.depth(encoded.pop("features"))
+        outputs.update(encoded)
+        return outputs
 
     @torch.no_grad()
     def update_depth_bins(self, teacher_depth: torch.Tensor, momentum: float = 0.99) -> None:

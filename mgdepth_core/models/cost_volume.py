@@ -49,45 +49,52 @@ class CostVolume:
     best_depth: torch.Tensor  # B×1×h×w metres, the bin with the lowest cost (the nearest bin where none is valid)
 
 
-@torch.no_grad()
-@torch.autocast("cuda", enabled=False)  # projection and costs in float32 even inside an autocast region
-def build_cost_volume(current: torch.Tensor, lookup: torch.Tensor, T_lookup_current: torch.Tensor,
-                      K: torch.Tensor, depth_bins: torch.Tensor, chunk_elements: int = 1 << 22) -> CostVolume:
-    """Plane-sweep L1 feature cost volume (Manydepth).
+def _inverse_3x3(M: torch.Tensor) -> torch.Tensor:
+    """Inverse of B×3×3 matrices by the adjugate (exportable to ONNX, which has no matrix inverse)."""
+    rows = M.unbind(1)
 
-    ``current``, ``lookup``: B×C×h×w features; ``T_lookup_current``: B×4×4 (current-camera points into the lookup
-    camera; an all-zero matrix marks a missing lookup frame, whose volume is then empty); ``K``: B×3×3 pixels of
-    the h×w feature map; ``depth_bins``: D ascending depths, metres. Entry (d, v, u) is the channel mean of
-    |lookup(warp of (u, v) at depth d) − current(u, v)| with bilinear sampling, valid where the warp lands at
-    least 2 px inside the lookup map, in front of the camera, and (u, v) is at least 2 px inside the current map;
-    invalid entries, and valid ones whose cost is exactly 0 (as in the original), count as missing.
+    def cross(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.stack([a[:, 1] * b[:, 2] - a[:, 2] * b[:, 1], a[:, 2] * b[:, 0] - a[:, 0] * b[:, 2],
+                            a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]], 1)
 
-    Only valid (bin, pixel) pairs are sampled. Bilinear sampling and the subtraction of the current feature are
-    one fused ``embedding_bag`` over a table of lookup and current feature vectors; ``chunk_elements`` bounds the
-    size of the block of feature differences that exists at once (2^22 floats = 16 MB).
+    columns = torch.stack([cross(rows[1], rows[2]), cross(rows[2], rows[0]), cross(rows[0], rows[1])], 2)
+    det = (rows[0] * columns[:, :, 0]).sum(1)
+    return columns / det.view(-1, 1, 1)
+
+
+def _project_bins(T: torch.Tensor, K: torch.Tensor, depth_bins: torch.Tensor, height: int, width: int
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Where every pixel of the current h×w map lands in the lookup map at every depth hypothesis.
+
+    ``T``: b×4×4, ``K``: b×3×3, ``depth_bins``: D. Returns lookup pixel coordinates u, v and the validity (at
+    least 2 px inside the lookup map, in front of the camera, and from a pixel at least 2 px inside the current
+    map), each b×D×(h·w).
     """
+    grid = pixel_grid(height, width, T.device).reshape(1, 3, height * width)
+    # A pixel at depth d lands at d·(K R K⁻¹ p) + K t (homogeneous), so one product serves every bin.
+    rays = (K @ T[:, :3, :3] @ _inverse_3x3(K) @ grid).unsqueeze(1)  # b×1×3×N
+    cam = rays * depth_bins.to(T.device, torch.float32).view(1, -1, 1, 1) + (K @ T[:, :3, 3:]).unsqueeze(1)
+    z = cam[:, :, 2]  # b×D×N
+    u = cam[:, :, 0] / (z + 1e-7)
+    v = cam[:, :, 1] / (z + 1e-7)
+    u0, v0 = grid[0, 0], grid[0, 1]
+    inside_current = ((u0 >= BORDER_PX) & (u0 <= width - 1 - BORDER_PX)
+                      & (v0 >= BORDER_PX) & (v0 <= height - 1 - BORDER_PX))
+    valid = ((u >= BORDER_PX) & (u <= width - BORDER_PX) & (v >= BORDER_PX) & (v <= height - BORDER_PX)
+             & (z > 0) & inside_current)
+    return u, v, valid
+
+
+def _sparse_cost(current: torch.Tensor, lookup: torch.Tensor, T_lookup_current: torch.Tensor, K: torch.Tensor,
+                 depth_bins: torch.Tensor, chunk_elements: int) -> torch.Tensor:
+    """B×D×N mean |Δfeature| of the valid (bin, pixel) pairs only, 0 elsewhere: the eager path."""
     batch, channels, height, width = current.shape
     num_bins = depth_bins.numel()
     pixels = height * width
-    device = current.device
-    cost = torch.zeros(batch * num_bins * pixels, device=device)
-
+    cost = torch.zeros(batch * num_bins * pixels, device=current.device)
     active = (torch.count_nonzero(T_lookup_current.flatten(1), dim=1) > 0).nonzero().squeeze(1)
     if len(active):
-        T = T_lookup_current[active].float()
-        K_active = K[active].float()
-        grid = pixel_grid(height, width, device).reshape(1, 3, pixels)
-        # A pixel at depth d lands at d·(K R K⁻¹ p) + K t (homogeneous), so one product serves every bin.
-        rays = (K_active @ T[:, :3, :3] @ torch.linalg.inv(K_active) @ grid).unsqueeze(1)  # b×1×3×N
-        cam = rays * depth_bins.to(device, torch.float32).view(1, -1, 1, 1) + (K_active @ T[:, :3, 3:]).unsqueeze(1)
-        z = cam[:, :, 2]  # b×D×N
-        u = cam[:, :, 0] / (z + 1e-7)
-        v = cam[:, :, 1] / (z + 1e-7)
-        u0, v0 = grid[0, 0], grid[0, 1]
-        inside_current = ((u0 >= BORDER_PX) & (u0 <= width - 1 - BORDER_PX)
-                          & (v0 >= BORDER_PX) & (v0 <= height - 1 - BORDER_PX))
-        valid = ((u >= BORDER_PX) & (u <= width - BORDER_PX) & (v >= BORDER_PX) & (v <= height - BORDER_PX)
-                 & (z > 0) & inside_current)
+        u, v, valid = _project_bins(T_lookup_current[active].float(), K[active].float(), depth_bins, height, width)
         # Valid (sample, bin, pixel) triples as flat indices into the b×D×N volume of the active samples.
         selected = valid.view(-1).nonzero().squeeze(1)
         u, v = u.view(-1)[selected], v.view(-1)[selected]
@@ -110,12 +117,55 @@ def build_cost_volume(current: torch.Tensor, lookup: torch.Tensor, T_lookup_curr
             difference = F.embedding_bag(rows[chunk], table, per_sample_weights=weights[chunk], mode="sum")
             cost[target[chunk]] = difference.abs_().sum(1)
         cost /= channels
+    return cost.view(batch, num_bins, pixels)
 
-    cost = cost.view(batch, num_bins, pixels)
+
+def _dense_cost(current: torch.Tensor, lookup: torch.Tensor, T_lookup_current: torch.Tensor, K: torch.Tensor,
+                depth_bins: torch.Tensor) -> torch.Tensor:
+    """The same B×D×N costs with static shapes and no data-dependent control flow (one ``grid_sample`` per bin):
+    the form an ONNX export traces. An all-zero pose projects everything to z = 0, so all its entries are 0."""
+    batch, _, height, width = current.shape
+    u, v, valid = _project_bins(T_lookup_current.float(), K.float(), depth_bins, height, width)
+    # Pixel → normalised coordinates (align_corners); invalid ones are clamped so nothing becomes inf or NaN.
+    x = (2 * u / (width - 1) - 1).clamp(-2, 2)
+    y = (2 * v / (height - 1) - 1).clamp(-2, 2)
+    costs = []
+    for bin_index in range(depth_bins.numel()):
+        grid = torch.stack([x[:, bin_index], y[:, bin_index]], -1).view(batch, height, width, 2)
+        warped = F.grid_sample(lookup.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+        difference = (warped - current.float()).abs().mean(1).view(batch, -1)
+        costs.append(torch.where(valid[:, bin_index], difference, torch.zeros_like(difference)))
+    return torch.stack(costs, 1)
+
+
+@torch.no_grad()
+@torch.autocast("cuda", enabled=False)  # projection and costs in float32 even inside an autocast region
+def build_cost_volume(current: torch.Tensor, lookup: torch.Tensor, T_lookup_current: torch.Tensor,
+                      K: torch.Tensor, depth_bins: torch.Tensor, chunk_elements: int = 1 << 22) -> CostVolume:
+    """Plane-sweep L1 feature cost volume (Manydepth).
+
+    ``current``, ``lookup``: B×C×h×w features; ``T_lookup_current``: B×4×4 (current-camera points into the lookup
+    camera; an all-zero matrix marks a missing lookup frame, whose volume is then empty); ``K``: B×3×3 pixels of
+    the h×w feature map; ``depth_bins``: D ascending depths, metres. Entry (d, v, u) is the channel mean of
+    |lookup(warp of (u, v) at depth d) − current(u, v)| with bilinear sampling, valid where the warp lands at
+    least 2 px inside the lookup map, in front of the camera, and (u, v) is at least 2 px inside the current map;
+    invalid entries, and valid ones whose cost is exactly 0 (as in the original), count as missing.
+
+    Eagerly only valid (bin, pixel) pairs are sampled: bilinear sampling and the subtraction of the current feature
+    are one fused ``embedding_bag`` over a table of lookup and current feature vectors; ``chunk_elements`` bounds
+    the size of the block of feature differences that exists at once (2^22 floats = 16 MB). Inside an ONNX export
+    the dense equivalent (:func:`_dense_cost`) is traced instead.
+    """
+    batch, _, height, width = current.shape
+    if torch.onnx.is_in_onnx_export():
+        cost = _dense_cost(current, lookup, T_lookup_current, K, depth_bins)
+    else:
+        cost = _sparse_cost(current, lookup, T_lookup_current, K, depth_bins, chunk_elements)
     missing = cost == 0
     cost = torch.where(missing, cost.amax(1, keepdim=True), cost)
     confidence = (~missing).all(1, keepdim=True).float()
-    best_depth = depth_bins.to(device, torch.float32)[cost.argmin(1, keepdim=True)]
+    best_depth = depth_bins.to(cost.device, torch.float32)[cost.argmin(1, keepdim=True)]
+    num_bins = depth_bins.numel()
     return CostVolume(volume=(cost * confidence).view(batch, num_bins, height, width),
                       cost=cost.view(batch, num_bins, height, width),
                       confidence_mask=confidence.view(batch, 1, height, width),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 
-from mgdepth_core.geometry import intrinsics_at_scale
 from mgdepth_core.models import ModelConfig
 from mgdepth_core.models.base import MultiFrameDepthModel
 from mgdepth_core.models.cost_volume import ResnetEncoderMatching
@@ -55,8 +54,4 @@ class ManydepthModel(MultiFrameDepthModel):
             if lookup is None:
                 raise ValueError("multi_frame_forward needs the lookup image or context['lookup_features']")
             lookup_features = self.matching_features(lookup)
-        encoded = self.encoder(image, lookup_features, T_lookup_current, intrinsics_at_scale(K, 2),
-                               self.depth_bins())
-        outputs = self.depth(encoded.pop("features"))
-        outputs.update(encoded)
-        return outputs
+        return self.student_network(image, lookup_features, T_lookup_current, K)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from mgdepth_core.geometry import disparity_to_depth, intrinsics_at_scale
+from mgdepth_core.geometry import disparity_to_depth
 from mgdepth_core.models import ModelConfig
 from mgdepth_core.models.base import MultiFrameDepthModel
 from mgdepth_core.models.flow import build_flow
@@ -99,7 +99,6 @@ class Manydepth2Model(MultiFrameDepthModel):
         the resolution ``static_reference_resolution`` builds them, plus ``"flow_features"`` (this frame's, for
         the next pair) when the flow network ran and can reuse them.
         """
-        K_quarter = intrinsics_at_scale(K, FLOW_SCALE)
         extra = {}
         has_pose = bool((T_lookup_current.flatten(1) != 0).any())  # all-zero poses: empty volume, lookup unused
         if has_pose and self.uses_static_reference(context.get("epoch")):
@@ -133,9 +132,7 @@ class Manydepth2Model(MultiFrameDepthModel):
             if lookup is None:
                 raise ValueError("multi_frame_forward needs the lookup image or context['lookup_features']")
             lookup_features = self.matching_features(lookup)
-        encoded = self.encoder(image, lookup_features, T_lookup_current, K_quarter, self.depth_bins())
-        outputs = self.depth(encoded.pop("features"))
-        outputs.update(encoded)
+        outputs = self.student_network(image, lookup_features, T_lookup_current, K)
         outputs.update(extra)
         return outputs
 

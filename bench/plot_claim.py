@@ -43,7 +43,8 @@ def plot_claim(records: list[dict], path: Path) -> Path:
     for axis, title in zip(axes, ("static pixels", "moving-object pixels")):
         axis.set_title(f"student abs_rel on held-out seeds, {title}")
         axis.set_xlabel("training steps (from random weights)")
-        axis.set_ylabel("abs_rel (median-scaled)")
+        axis.set_ylabel("abs_rel (median-scaled, log scale)")
+        axis.set_yscale("log")
         axis.grid(alpha=0.3)
     axes[1].legend(fontsize=7)
     figure.tight_layout()
@@ -143,10 +144,14 @@ def main() -> int:
     parser.add_argument("--at-step", type=int, default=None,
                         help="compare every run at this step (from its curve) instead of at its last point, so "
                              "runs of different budgets meet at a common one")
+    parser.add_argument("--output", type=Path, default=None,
+                        help="where the plot (.png) and the summary (<stem>_summary.json) go; default beside the "
+                             "claim JSON under its name")
     args = parser.parse_args()
     records = json.loads(args.claim_json.read_text())
     print_summary(summarise_claim(records, args.at_step))
-    for written in report_claim(records, args.claim_json, args.at_step, " ".join(["python", *sys.argv])):
+    output = args.output or args.claim_json
+    for written in report_claim(records, output, args.at_step, " ".join(["python", *sys.argv])):
         print(f"wrote {written}")
     return 0
 

@@ -47,8 +47,8 @@ class FramePlayer(Node):
     """Publishes RGB frames on ``image`` (or ``image/compressed``) and their CameraInfo on ``camera_info``."""
 
     def __init__(self, context: Context, reliability: ReliabilityPolicy = ReliabilityPolicy.RELIABLE,
-                 name: str = "mgdepth_frame_player") -> None:
-        super().__init__(name, context=context)
+                 name: str = "mgdepth_frame_player", namespace: str | None = None) -> None:
+        super().__init__(name, context=context, namespace=namespace)
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=reliability)
         self.pub_image = self.create_publisher(Image, "image", qos)
         self.pub_compressed = self.create_publisher(CompressedImage, "image/compressed", qos)

@@ -1,4 +1,4 @@
-"""Shared test fixtures: where ../shared/data is, and a per-session ROS domain id."""
+"""Shared test fixtures: where ../shared/data is, a per-session ROS domain id, and the colcon workspace."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from colcon_build import colcon_build, missing_build_tools
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("MGDEPTH_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -25,3 +26,17 @@ def isolated_ros_domain():
     os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     yield
+
+
+@pytest.fixture(scope="session")
+def workspace(tmp_path_factory) -> Path:
+    """colcon build of this repository (mgdepth_ros) and msg/ (mgdepth_msgs) in a temporary workspace; its install
+    folder."""
+    reason = missing_build_tools()
+    if reason:
+        pytest.skip(reason)
+    root = tmp_path_factory.mktemp("colcon_ws")
+    result = colcon_build([REPO, REPO / "msg"], root)
+    assert result.returncode == 0, f"colcon build failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    assert "Finished <<< mgdepth_msgs" in result.stdout and "Finished <<< mgdepth_ros" in result.stdout
+    return root / "install"

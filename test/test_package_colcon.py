@@ -5,74 +5,14 @@ from __future__ import annotations
 
 import ast
 import os
-import shutil
 import subprocess
 import sys
-import sysconfig
 import textwrap
-from pathlib import Path
 
 import pytest
 import yaml
+from colcon_build import VENV_PREFIX
 from conftest import REPO
-
-VENV_PREFIX = Path(sys.prefix)
-# Paths that the PyPI rosidl/ament wheels' exported CMake targets hard-code from the machine they were built on.
-WHEEL_BUILD_PATHS = {
-    Path("/opt/python/cp311-cp311/include/python3.11"): Path(sysconfig.get_paths()["include"]),
-    Path("/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include"): None,  # numpy's, below
-}
-
-
-def _numpy_include() -> Path:
-    import numpy
-
-    return Path(numpy.__file__).parent / "_core" / "include"
-
-
-def _ensure_wheel_build_paths() -> str | None:
-    """Create the two symlinks the rosidl wheels need; returns why not where that is impossible."""
-    for link, target in WHEEL_BUILD_PATHS.items():
-        target = target or _numpy_include()
-        if link.exists():
-            continue
-        try:
-            link.parent.mkdir(parents=True, exist_ok=True)
-            link.symlink_to(target)
-        except OSError as error:
-            return (f"building mgdepth_msgs from PyPI wheels needs the symlink {link} -> {target} "
-                    f"(root only; see docs/ros.md): {error}")
-    return None
-
-
-def _colcon_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PATH"] = f"{VENV_PREFIX / 'bin'}{os.pathsep}{env.get('PATH', '')}"
-    env["CMAKE_PREFIX_PATH"] = str(VENV_PREFIX)
-    env["AMENT_PREFIX_PATH"] = str(VENV_PREFIX)
-    return env
-
-
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory) -> Path:
-    """colcon build of this repository (mgdepth_ros) and msg/ (mgdepth_msgs) in a temporary workspace."""
-    if shutil.which("colcon", path=str(VENV_PREFIX / "bin")) is None:
-        pytest.skip("colcon is not installed (pip install -e '.[dev]')")
-    if shutil.which("cmake") is None or shutil.which("c++") is None:
-        pytest.skip("building mgdepth_msgs needs cmake and a C++ compiler (apt-get install cmake g++)")
-    if not (VENV_PREFIX / "share" / "rosidl_default_generators").is_dir():
-        pytest.skip("the rosidl build wheels are not installed (pip install -e '.[dev]')")
-    reason = _ensure_wheel_build_paths()
-    if reason:
-        pytest.skip(reason)
-    root = tmp_path_factory.mktemp("colcon_ws")
-    command = [str(VENV_PREFIX / "bin" / "colcon"), "--log-base", str(root / "log"), "build",
-               "--base-paths", str(REPO), str(REPO / "msg"),
-               "--build-base", str(root / "build"), "--install-base", str(root / "install")]
-    result = subprocess.run(command, cwd=root, env=_colcon_env(), capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, f"colcon build failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
-    assert "Finished <<< mgdepth_msgs" in result.stdout and "Finished <<< mgdepth_ros" in result.stdout
-    return root / "install"
 
 
 @pytest.mark.slow

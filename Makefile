@@ -7,6 +7,12 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # The interpreter that creates the venv: python3.11 on PATH, or pyenv's.
 PYTHON311 := $(shell command -v python$(PYTHON_VERSION) 2>/dev/null)
+# ROS 2 launch and launch_ros are not on PyPI: installed from their Jazzy sources beside the checkout, where present.
+VENDOR := ../shared/vendor/ros2-jazzy
+LAUNCH_STAMP := $(VENV)/.launch-installed
+LAUNCH_DEPS := osrf-pycommon==2.0.2 lark-parser==0.12.0
+# launch_ros asks for ament_index_python, which PyPI serves as ros-ament-index-python: pip check ignores it.
+PIP_CHECK := ! $(PY) -m pip check | grep -v -e "^launch-ros .* requires ament-index-python" -e "^No broken requirements"
 
 .PHONY: setup test test-fast lint demo bench clean help
 
@@ -21,6 +27,8 @@ setup:
 	@if [ -f $(STAMP) ] && ! $(PY) -c "import torch, rclpy, mgdepth_core" >/dev/null 2>&1; then \
 	  echo "$(VENV) is broken (its Python or packages do not import): rebuilding it"; rm -rf $(VENV); fi
 	@$(MAKE) --no-print-directory $(STAMP)
+	@if [ -d $(VENDOR) ]; then $(MAKE) --no-print-directory $(LAUNCH_STAMP); \
+	  else echo "note: $(VENDOR) not found: launch and launch_ros not installed (test_launch_file skips)"; fi
 
 $(STAMP): setup.py package.xml
 	@if [ -z "$(PYTHON311)" ]; then \
@@ -32,8 +40,18 @@ $(STAMP): setup.py package.xml
 	@[ -x $(PY) ] || $(PYTHON311) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip wheel
 	$(PY) -m pip install -q -e '.[ros,dev]'
-	$(PY) -m pip check >/dev/null || $(PY) -m pip check
+	@$(PIP_CHECK)
 	@touch $(STAMP)
+
+# launch (+ launch_xml, launch_yaml) and launch_ros from source; composition_interfaces built with colcon into .venv.
+$(LAUNCH_STAMP): $(STAMP) test/colcon_build.py
+	$(PY) -m pip install -q $(LAUNCH_DEPS)
+	$(PY) -m pip install -q --no-deps $(VENDOR)/launch_repo/launch $(VENDOR)/launch_repo/launch_xml \
+	  $(VENDOR)/launch_repo/launch_yaml $(VENDOR)/launch_ros_repo/launch_ros
+	$(PY) test/colcon_build.py $(VENDOR)/rcl_interfaces_repo/composition_interfaces
+	$(PY) -c "import launch_ros.actions, composition_interfaces.srv"
+	@$(PIP_CHECK)
+	@touch $@
 
 test: setup
 	$(PY) -m pytest -q

@@ -109,7 +109,7 @@ def test_launch_file_starts_the_configured_node_which_publishes_depth_and_exits_
     checker = threading.Thread(target=check)
     checker.start()
     return_code = service.run()  # LaunchService runs in the main thread only
-    checker.join(timeout=60.0)
+    checker.join()  # its waits are bounded
     if "error" in result:
         raise result["error"]
 

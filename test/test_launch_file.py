@@ -61,7 +61,7 @@ def installed(workspace, monkeypatch) -> Path:
     return workspace / "mgdepth_ros" / "share" / "mgdepth_ros"
 
 
-def check_running_node(weights: Path, share: Path) -> dict:
+def check_running_node(share: Path) -> dict:
     """What the test sees of the launched node over ROS: its parameters, subscriptions and outputs."""
     sequence = SyntheticSequence(seed=3, num_frames=3, height=H, width=W)
     with RosSession() as session:
@@ -100,7 +100,7 @@ def test_launch_file_starts_the_configured_node_which_publishes_depth_and_exits_
 
     def check() -> None:
         try:
-            result.update(check_running_node(weights, installed))
+            result.update(check_running_node(installed))
         except BaseException as error:  # noqa: B036 - re-raised in the main thread
             result["error"] = error
         finally:

@@ -80,7 +80,7 @@ def fit_ground_height(depth: torch.Tensor, K: torch.Tensor, ground_rows: float =
 class PositionHistory:
     """Positions of an external odometry by stamp, interpolated linearly to a frame's stamp."""
 
-    def __init__(self, max_age_s: float = 2.0, max_extrapolation_s: float = 0.2):
+    def __init__(self, max_age_s: float = 2.0, max_extrapolation_s: float = 0.05):
         """Keep ``max_age_s`` seconds of history; a stamp further than ``max_extrapolation_s`` outside it has no
         position."""
         self.max_age_s, self.max_extrapolation_s = max_age_s, max_extrapolation_s

@@ -169,11 +169,11 @@ class ScaleEstimator:
 
     def _odometry_ratio(self, network: float | None, measured: float | None) -> float | None:
         """Σ measured / Σ network translation over the window, or None (warned) without input or motion."""
+        if network is None:
+            return None  # first frame of a stream: no pose yet
         if measured is None:
             self._warn("no_odometry", "no odometry translation for this frame")
             return None
-        if network is None:
-            return None  # first frame of a stream: no pose yet
         if measured < self.min_translation:  # the pose net's noise would bias the ratio: skip the frame
             self._warn("standing_still", f"the camera is standing still (odometry translation below "
                        f"{self.min_translation} m per frame)")

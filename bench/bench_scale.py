@@ -64,8 +64,10 @@ def evaluate(frames: list[tuple[np.ndarray, np.ndarray, np.ndarray, float | None
         rows[name] = {"abs_rel": float(np.mean(errors)), "scale_mean": float(np.mean(scales)),
                       "spread_mean": float(steps.mean()), "spread_max": float(steps.max()),
                       "fallback_frames": used.count("fixed") if source != "fixed" else 0}
-    median = [abs_rel(gt, depth * np.nanmedian(gt[gt > 0] / depth[gt > 0])) for depth, _, gt, _, _ in frames]
-    rows["median scaling (per image)"] = {"abs_rel": float(np.mean(median))}
+    medians = [float(np.nanmedian(gt[gt > 0] / depth[gt > 0])) for depth, _, gt, _, _ in frames]
+    median_errors = [abs_rel(gt, depth * median) for (depth, _, gt, _, _), median in zip(frames, medians)]
+    rows["median scaling (per image)"] = {"abs_rel": float(np.mean(median_errors)),
+                                          "scale_mean": float(np.mean(medians))}
     return rows
 
 

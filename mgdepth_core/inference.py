@@ -322,11 +322,13 @@ class DepthEstimator:
                 features = self.model.matching_features(current)
             disp = outputs[("disp", 0)].float()
             depth = disparity_to_depth(disp, self.min_depth, self.max_depth)[1]  # network units
+            now = self._sync()
+            timings["depth"], mark = (now - mark) * 1000, now
             scale = self.scale.update(depth[0, 0], K_tensor[0], None if T_prev_current is None
                                       else float(T_prev_current[0, :3, 3].norm()), measured_translation)
             depth_np = (depth[0, 0] * scale).cpu().numpy().astype(np.float32)
             now = self._sync()
-            timings["depth"] = (now - mark) * 1000
+            timings["scale"] = (now - mark) * 1000
             dynamic_mask, objects = None, []
             if self.dynamic_objects is not None:  # Dyna-DM theta filter against the previous frame
                 dynamic_mask, objects = self.dynamic_objects.update(

@@ -356,8 +356,9 @@ class DepthProcessing:
             if given is None:  # no masks for this frame; the tracker sees an empty frame instead of the segmenter
                 given, masks_known = instances_from_ids(np.zeros((height, width), np.int64)), False
         started = time.monotonic()
+        scale_input = {} if measured_translation is None else {"measured_translation": measured_translation}
         result = self.estimator.process(rgb, K, stamp_ns * 1e-9, instances=given[0] if given else None,
-                                        measured_translation=measured_translation)
+                                        **scale_input)
         self.scale = (result.scale, result.scale_source)
         self._inference_ms.append((time.monotonic() - started) * 1e3)
         if not masks_known:

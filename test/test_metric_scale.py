@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from mgdepth_core.data.kitti import KittiCalibration, load_velodyne, project_velodyne
 from mgdepth_core.data.synthetic import CAMERA_HEIGHT, SyntheticSequence
 from mgdepth_core.inference import DepthEstimator, EstimatorConfig
 from mgdepth_core.models import ModelConfig, build_model
@@ -50,6 +51,18 @@ def test_camera_height_on_a_tilted_noisy_plane_with_an_obstacle():
     depth = depth * (1 + 0.01 * torch.randn(H, W, generator=torch.Generator().manual_seed(0), dtype=torch.float64))
     depth[:, : W // 2] = torch.minimum(depth[:, : W // 2], torch.full((H, W // 2), 3.0, dtype=torch.float64))
     assert fit_ground_height(depth, K) == pytest.approx(1.2, rel=0.02)
+
+
+def test_camera_height_on_real_kitti_road_geometry(shared_data):
+    """KITTI drive 0060: the projected LiDAR depth ÷ FACTOR puts the camera 1.65 m above the road once scaled."""
+    date_dir = shared_data / "kitti_raw" / "2011_09_26"
+    calibration = KittiCalibration.load(date_dir)
+    K = torch.from_numpy(calibration.intrinsics(2))
+    for index in (0, 20, 39):
+        scan = date_dir / "2011_09_26_drive_0060_sync" / "velodyne_points" / "data" / f"{index:010d}.bin"
+        lidar = torch.from_numpy(project_velodyne(load_velodyne(scan), calibration, camera=2)).double()
+        ground = fit_ground_height(torch.where(lidar > 0, lidar / FACTOR, torch.nan), K)
+        assert 1.65 / ground == pytest.approx(FACTOR, rel=0.02)
 
 
 def test_odometry_recovers_the_scale_from_the_true_translations(sequence):

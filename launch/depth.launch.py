@@ -27,6 +27,8 @@ NODE_PARAMETER_ARGUMENTS = {
     "transport": ("raw", "raw (sensor_msgs/Image) or compressed (image/compressed)"),
     "input_reliability": ("auto", "auto (match the camera publisher), reliable or best_effort"),
     "depth_scale": ("1.0", "metres per network depth unit"),
+    "scale_source": ("fixed", "metric scale: fixed (depth_scale), camera_height or odometry (odometry_in)"),
+    "camera_height_m": ("1.65", "scale_source camera_height: camera height above the road, metres"),
 }
 
 

@@ -22,6 +22,7 @@ from mgdepth_core.dynamic import DynamicObjectsConfig, FrameInstances
 from mgdepth_core.dynamic_tracking import DynamicObject, DynamicObjectTracker
 from mgdepth_core.geometry import disparity_to_depth, scale_intrinsics
 from mgdepth_core.models.resnet import fold_batch_norms
+from mgdepth_core.scale import ScaleEstimator
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 class DepthResult:
     """Everything the estimator knows about one frame. Arrays are at the depth image's resolution."""
 
-    depth: np.ndarray  # H×W float32, metres (times EstimatorConfig.depth_scale), NaN where invalid
+    depth: np.ndarray  # H×W float32, metres (network depth × scale), NaN where invalid
     K: np.ndarray  # 3×3 float64 intrinsics of `depth`, pixels
     image: np.ndarray  # H×W×3 uint8 RGB, the input resized to the depth resolution (for coloured clouds)
     T_prev_current: np.ndarray | None  # 4×4 camera motion: current-camera points into the previous camera
@@ -38,6 +39,9 @@ class DepthResult:
     dynamic_mask: np.ndarray | None = None  # H×W uint16 instance ids of truly dynamic objects, 0 = static
     objects: list[DynamicObject] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
+    scale: float = 1.0  # metres per network depth unit applied to depth and T_prev_current
+    scale_source: str = "fixed"  # where `scale` came from: fixed (depth_scale, also the fallback), camera_height
+    # or odometry
 
 
 @dataclass
@@ -53,11 +57,21 @@ class EstimatorConfig:
     width: int = option(0, "network input width; 0 = the resolution the weights were trained at")
     depth_scale: float = option(1.0, "multiplier from network depth to metres (also applied to the pose "
                                      "translation): self-supervised depth is only known up to scale, so calibrate "
-                                     "it, e.g. from the camera height or a stereo/LiDAR median ratio")
+                                     "it, e.g. from the camera height or a stereo/LiDAR median ratio; the "
+                                     "scale_source fallback")
+    scale_source: Literal["fixed", "camera_height", "odometry"] = option(
+        "fixed", "metric scale: fixed (depth_scale), camera_height (ground plane below the camera at "
+                 "camera_height_m) or odometry (pose-net translation matched to process(measured_translation=))")
+    camera_height_m: float = option(1.65, "scale_source camera_height: camera height above the road, metres")
+    ground_rows: float = option(0.35, "scale_source camera_height: fraction of the image rows, from the bottom, "
+                                      "searched for the ground plane")
+    scale_window: int = option(10, "scale_source odometry: frames whose translations are matched (ratio of sums)")
+    scale_smoothing: float = option(0.2, "weight of a new scale measurement in the exponential moving average "
+                                         "(1 = no smoothing)")
     max_gap_s: float = option(0.5, "a larger gap between stamps, or a stamp going backwards, restarts the frame "
                                    "buffer (single-frame depth for that frame)")
     min_translation: float = option(0.01, "camera translation since the previous frame (metres, after "
-                                          "depth_scale) below which the camera counts as static and the "
+                                          "the scale) below which the camera counts as static and the "
                                           "single-frame fallback is used; 0 disables the check")
     fallback: Literal["teacher", "empty_cost_volume"] = option(
         "teacher", "single-frame depth from the teacher network, or from the multi-frame network with an empty "
@@ -141,6 +155,9 @@ class DepthEstimator:
             log.warning("the weights have no teacher: single-frame depth comes from the multi-frame network with "
                         "an empty cost volume")
             self.fallback = "empty_cost_volume"
+        self.scale = ScaleEstimator(config.scale_source, config.depth_scale, config.camera_height_m,
+                                    config.scale_window, config.scale_smoothing, config.ground_rows,
+                                    config.min_translation)
         self.buffer: FrameBuffer | None = None
         self._warned_sizes: set[tuple[int, int]] = set()
         self.dynamic_objects = (DynamicObjectTracker(config.dynamic_objects)
@@ -249,15 +266,17 @@ class DepthEstimator:
         return time.perf_counter()
 
     def process(self, image: np.ndarray, K: np.ndarray, stamp: float | None = None,
-                instances: FrameInstances | None = None, known_motion: np.ndarray | None = None) -> DepthResult:
+                instances: FrameInstances | None = None, known_motion: np.ndarray | None = None,
+                measured_translation: float | None = None) -> DepthResult:
         """Depth for the next frame of the stream.
 
         ``image``: H×W×3 uint8 RGB (any size; resized to the network's); ``K``: 3×3 intrinsics in pixels of
         ``image``; ``stamp``: seconds (None = no gap checks); ``instances``: this frame's instance map (any size)
         for the dynamic-object filter instead of running the segmenter; ``known_motion``: 4×4 camera motion since
         the previous frame (metres, current-camera points into the previous camera; e.g. from odometry) used
-        instead of the pose net (models trained with ``losses.pose_source=dataset`` need it). Raises ValueError
-        for a wrong dtype, shape, K or motion.
+        instead of the pose net (models trained with ``losses.pose_source=dataset`` need it);
+        ``measured_translation``: metres the camera moved since the previous frame by an external odometry
+        (scale_source odometry). Raises ValueError for a wrong dtype, shape, K or motion.
         """
         started = time.perf_counter()
         K = self._check_inputs(image, K)
@@ -282,7 +301,7 @@ class DepthEstimator:
                     current, self.buffer.image, source_is_before=True).float()
                 now = self._sync()
                 timings["pose"], mark = (now - mark) * 1000, now
-                moved = float(T_prev_current[0, :3, 3].norm()) * self.config.depth_scale
+                moved = float(T_prev_current[0, :3, 3].norm()) * self.scale.scale
                 multi_frame = moved >= self.config.min_translation
                 if not multi_frame:
                     log.debug("camera moved %.4f m < min_translation: single-frame depth", moved)
@@ -302,14 +321,18 @@ class DepthEstimator:
             if self.reuses_features and features is None:
                 features = self.model.matching_features(current)
             disp = outputs[("disp", 0)].float()
-            depth = disparity_to_depth(disp, self.min_depth, self.max_depth)[1] * self.config.depth_scale
-            depth_np = depth[0, 0].cpu().numpy().astype(np.float32)
+            depth = disparity_to_depth(disp, self.min_depth, self.max_depth)[1]  # network units
             now = self._sync()
-            timings["depth"] = (now - mark) * 1000
+            timings["depth"], mark = (now - mark) * 1000, now
+            scale = self.scale.update(depth[0, 0], K_tensor[0], None if T_prev_current is None
+                                      else float(T_prev_current[0, :3, 3].norm()), measured_translation)
+            depth_np = (depth[0, 0] * scale).cpu().numpy().astype(np.float32)
+            now = self._sync()
+            timings["scale"] = (now - mark) * 1000
             dynamic_mask, objects = None, []
             if self.dynamic_objects is not None:  # Dyna-DM theta filter against the previous frame
                 dynamic_mask, objects = self.dynamic_objects.update(
-                    current, depth / self.config.depth_scale, K_tensor, T_prev_current, instances)
+                    current, depth, K_tensor, T_prev_current, instances)
                 mark, now = now, self._sync()
                 timings["dynamic_objects"] = (now - mark) * 1000
         depth_np[~np.isfinite(depth_np) | (depth_np <= 0)] = np.nan
@@ -320,20 +343,20 @@ class DepthEstimator:
         T_np = None
         if T_prev_current is not None:
             T_np = T_prev_current[0].double().cpu().numpy()
-            T_np[:3, 3] *= self.config.depth_scale
+            T_np[:3, 3] *= scale
         timings["total"] = (time.perf_counter() - started) * 1000
         return DepthResult(depth=depth_np, K=K_net, image=np.ascontiguousarray(resized), T_prev_current=T_np,
                            multi_frame=multi_frame, dynamic_mask=dynamic_mask, objects=objects,
-                           timings_ms=timings)
+                           timings_ms=timings, scale=scale, scale_source=self.scale.source)
 
     def _network_units(self, motion: np.ndarray) -> torch.Tensor:
-        """A 4×4 motion in metres as a 1×4×4 pose in the network's units (translation / depth_scale)."""
+        """A 4×4 motion in metres as a 1×4×4 pose in the network's units (translation / the current scale)."""
         motion = np.asarray(motion, dtype=np.float64)
         if motion.shape != (4, 4) or not np.isfinite(motion).all() or not np.allclose(motion[3], [0, 0, 0, 1]):
             raise ValueError(f"known_motion must be a finite 4×4 homogeneous transform (last row 0 0 0 1), got "
                              f"shape {motion.shape}")
         T = torch.from_numpy(motion).float().unsqueeze(0).to(self.device)
-        T[:, :3, 3] /= self.config.depth_scale
+        T[:, :3, 3] /= self.scale.scale
         return T
 
     def describe(self) -> dict:

@@ -18,7 +18,16 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     "method": ("manydepth2", "manydepth2 (motion-aware cost volume) or manydepth (the baseline)"),
     "device": ("cpu", "torch device: cpu, cuda, cuda:1, ..."),
     "depth_scale": (1.0, "metres per network depth unit (DepthEstimator): scales depth, cloud and odometry "
-                         "translation (self-supervised monocular depth has no metric scale of its own)"),
+                         "translation (self-supervised monocular depth has no metric scale of its own); the "
+                         "fallback of the other scale sources"),
+    "scale_source": ("fixed", "metric scale: fixed (depth_scale), camera_height (ground plane below the camera at "
+                              "camera_height_m) or odometry (pose-net translation matched to nav_msgs/Odometry on "
+                              "'odometry_in')"),
+    "camera_height_m": (1.65, "scale_source camera_height: camera height above the road, metres"),
+    "ground_rows": (0.35, "scale_source camera_height: fraction of the image rows, from the bottom, searched for "
+                          "the ground plane"),
+    "scale_window": (10, "scale_source odometry: frames whose translations are matched (ratio of sums)"),
+    "scale_smoothing": (0.2, "weight of a new scale measurement in the exponential moving average (1 = none)"),
     "transport": ("raw", "raw: sensor_msgs/Image on 'image'; compressed: CompressedImage on 'image/compressed'"),
     "input_reliability": ("auto", "auto: copy the image publisher's reliability (best effort until one is seen); "
                                   "reliable; best_effort"),
@@ -58,7 +67,7 @@ PARAMETERS: dict[str, tuple[object, str]] = {
 }
 DYNAMIC_TYPED = {"dynamic_objects"}  # accepts a bool or a string
 CHOICES = {"transport": ("raw", "compressed"), "input_reliability": RELIABILITY_MODES,
-           "instances_source": ("segmenter", "topic")}
+           "instances_source": ("segmenter", "topic"), "scale_source": ("fixed", "camera_height", "odometry")}
 
 
 def declare_parameters(node: Node) -> None:
@@ -102,6 +111,8 @@ def estimator_from_parameters(p: dict[str, object], dynamic_config: DynamicObjec
     dynamic = {"dynamic_objects": to_dict(dynamic_config)} if dynamic_config is not None else {}
     estimator = DepthEstimator.from_weights(weights, method=p["method"], device=p["device"],
                                             depth_scale=float(p["depth_scale"]), max_gap_s=float(p["max_gap_s"]),
-                                            **dynamic)
+                                            scale_source=p["scale_source"], camera_height_m=float(p["camera_height_m"]),
+                                            ground_rows=float(p["ground_rows"]), scale_window=int(p["scale_window"]),
+                                            scale_smoothing=float(p["scale_smoothing"]), **dynamic)
     logger.info(f"estimator: method {p['method']}, weights {weights or 'random init'}, device {p['device']}")
     return estimator

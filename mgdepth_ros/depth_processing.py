@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import rclpy
 import torch
+from nav_msgs.msg import Odometry
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
@@ -25,6 +26,7 @@ from std_msgs.msg import Header
 from mgdepth_core.dynamic import FrameInstances, resize_instances
 from mgdepth_core.dynamic_tracking import DynamicObject, DynamicObjectTracker
 from mgdepth_core.outputs import OdometryAccumulator, OdometryState, UnsupportedEncodingError, intrinsics_valid
+from mgdepth_core.scale import PositionHistory
 from mgdepth_ros import conversions
 from mgdepth_ros.depth_parameters import (
     declare_parameters,
@@ -65,6 +67,7 @@ class DepthProcessing:
         self.image_subscription: AdaptiveSubscription | None = None
         self.info_subscription: AdaptiveSubscription | None = None
         self.instances_subscription: AdaptiveSubscription | None = None
+        self.odometry_subscription: AdaptiveSubscription | None = None
         self._refresh_timer = self._stats_timer = None
         self._worker: threading.Thread | None = None
         self._running = False
@@ -75,6 +78,7 @@ class DepthProcessing:
         self._last_received: tuple[str, int, int] | None = None
         self._instances: dict[int, Image] = {}  # instance maps by stamp (ns), instances_source topic
         self._instances_lock = threading.Lock()
+        self._odometry_lock = threading.Lock()
         self._stats: Counter[str] = Counter()
         self.totals: Counter[str] = Counter()  # received, processed, dropped, gaps since start
         self._latencies_ms: list[float] = []
@@ -93,6 +97,8 @@ class DepthProcessing:
         self._last_stamp_ns: int | None = None
         self._last_size: tuple[int, int] | None = None
         self.odometry = OdometryAccumulator()
+        self.odometry_in = PositionHistory()  # external odometry positions (scale_source odometry)
+        self.scale: tuple[float, str] = (float(self.p["depth_scale"]), "fixed")  # of the last processed frame
         self.outputs = DepthPublishers(self, self.p)
         self._stats_timer = self.create_timer(float(self.p["stats_period_s"]), self._report_stats)
 
@@ -110,6 +116,8 @@ class DepthProcessing:
                                                       mode, 5)
         self.instances_subscription = (AdaptiveSubscription(self, Image, "instances", self._on_instances, mode, 5)
                                        if self.instances_from_topic else None)
+        self.odometry_subscription = (AdaptiveSubscription(self, Odometry, "odometry_in", self._on_odometry, mode, 50)
+                                      if self.p["scale_source"] == "odometry" else None)
         self._refresh_timer = self.create_timer(0.5, self._refresh_subscriptions)
 
     def _stop_depth(self) -> None:
@@ -118,6 +126,7 @@ class DepthProcessing:
         for subscription in self._input_subscriptions():
             subscription.close()
         self.image_subscription = self.info_subscription = self.instances_subscription = None
+        self.odometry_subscription = None
         if self._refresh_timer is not None:
             self.destroy_timer(self._refresh_timer)
             self._refresh_timer = None
@@ -176,7 +185,8 @@ class DepthProcessing:
 
     def _input_subscriptions(self) -> list[AdaptiveSubscription]:
         return [subscription for subscription in (self.image_subscription, self.info_subscription,
-                                                  self.instances_subscription) if subscription is not None]
+                                                  self.instances_subscription, self.odometry_subscription)
+                if subscription is not None]
 
     def _refresh_subscriptions(self) -> None:
         for subscription in self._input_subscriptions():
@@ -185,6 +195,23 @@ class DepthProcessing:
     # ---------------------------------------------------------------- input
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self._camera_infos[msg.header.frame_id] = msg
+
+    def _on_odometry(self, msg: Odometry) -> None:
+        position = msg.pose.pose.position
+        with self._odometry_lock:
+            self.odometry_in.add(header_stamp_ns(msg.header) * 1e-9, np.array([position.x, position.y, position.z]))
+
+    def _measured_translation(self, stamp_ns: int) -> float | None:
+        """Metres the external odometry moved between the previous processed frame and this one, or None."""
+        if self.p["scale_source"] != "odometry" or self._last_stamp_ns is None:
+            return None
+        with self._odometry_lock:
+            now, before = self.odometry_in.at(stamp_ns * 1e-9), self.odometry_in.at(self._last_stamp_ns * 1e-9)
+        if now is None or before is None:
+            self.warn("missing_odometry_in", f"no odometry on {self.resolve_topic_name('odometry_in')} around "
+                      f"{stamp_ns * 1e-9:.3f} s: the scale stays as it was (depth_scale before the first match)")
+            return None
+        return float(np.linalg.norm(now - before))
 
     def _on_instances(self, msg: Image) -> None:
         with self._instances_lock:
@@ -304,6 +331,7 @@ class DepthProcessing:
         if K is None:
             return
         stamp_ns = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+        measured_translation = self._measured_translation(stamp_ns)
         dt = 0.0
         if self._last_size is not None and self._last_size != (height, width):
             self.warn("size_change", f"image size changed from {self._last_size[1]}×{self._last_size[0]} to "
@@ -328,7 +356,10 @@ class DepthProcessing:
             if given is None:  # no masks for this frame; the tracker sees an empty frame instead of the segmenter
                 given, masks_known = instances_from_ids(np.zeros((height, width), np.int64)), False
         started = time.monotonic()
-        result = self.estimator.process(rgb, K, stamp_ns * 1e-9, instances=given[0] if given else None)
+        scale_input = {} if measured_translation is None else {"measured_translation": measured_translation}
+        result = self.estimator.process(rgb, K, stamp_ns * 1e-9, instances=given[0] if given else None,
+                                        **scale_input)
+        self.scale = (result.scale, result.scale_source)
         self._inference_ms.append((time.monotonic() - started) * 1e3)
         if not masks_known:
             result.dynamic_mask, result.objects = None, []
@@ -365,7 +396,8 @@ class DepthProcessing:
                                    f"latency {latency}, inference {infer}, warnings {warnings}")
         values = {"input_rate_hz": f"{rate_in:.2f}", "output_rate_hz": f"{rate_out:.2f}",
                   "dropped": str(stats["dropped"]), "gaps": str(stats["gaps"]), "latency_ms": latency,
-                  "inference_ms": infer, **{f"warnings_{k}": str(v) for k, v in self.warning_counts.items()}}
+                  "inference_ms": infer, "scale": f"{self.scale[0]:.4g}", "scale_source": self.scale[1],
+                  **{f"warnings_{k}": str(v) for k, v in self.warning_counts.items()}}
         self.outputs.publish_diagnostics(f"{self.get_name()}: depth", bool(stats["processed"] or not stats["received"]),
                                          "processing" if stats["processed"] else "waiting for frames", values,
                                          self.get_clock().now().to_msg())

@@ -107,7 +107,8 @@ def test_statistics_reach_diagnostics(ros, sequence):
     status = reports[-1].status[0]
     values = {value.key: value.value for value in status.values}
     assert status.name == "mgdepth_depth: depth" and status.hardware_id == "mgdepth"
-    assert {"input_rate_hz", "output_rate_hz", "dropped", "latency_ms", "inference_ms"} <= set(values)
+    assert {"input_rate_hz", "output_rate_hz", "dropped", "latency_ms", "inference_ms", "scale"} <= set(values)
+    assert values["scale_source"] == "fixed" and float(values["scale"]) == 1.0
     assert node.totals["received"] >= node.totals["processed"] >= 5
 
 
@@ -161,13 +162,51 @@ def test_bad_messages_warn_and_the_node_keeps_publishing(ros, sequence):
 
 
 def test_node_builds_its_estimator_from_parameters():
-    """What `ros2 run mgdepth_ros depth_node` does: method, depth_scale and max_gap_s reach the DepthEstimator."""
+    """What `ros2 run mgdepth_ros depth_node` does: method, depth_scale, max_gap_s and the scale source reach the
+    DepthEstimator."""
     with RosSession() as session:
         node = DepthNode(context=session.context, parameter_overrides=[
             rclpy.parameter.Parameter("method", value="manydepth"),
             rclpy.parameter.Parameter("depth_scale", value=5.4),
-            rclpy.parameter.Parameter("max_gap_s", value=0.25)])
+            rclpy.parameter.Parameter("max_gap_s", value=0.25),
+            rclpy.parameter.Parameter("scale_source", value="camera_height"),
+            rclpy.parameter.Parameter("camera_height_m", value=1.2)])
         session.add(node)
         config = node.estimator.config
         assert (config.method, config.depth_scale, config.max_gap_s, config.weights) == ("manydepth", 5.4, 0.25, "")
+        assert (config.scale_source, config.camera_height_m) == ("camera_height", 1.2)
         assert node.get_parameter("depth_scale").value == 5.4
+
+
+def test_odometry_in_gives_the_metric_scale_and_its_absence_warns(sequence):
+    """scale_source odometry: without messages on odometry_in the node warns and keeps depth_scale; with them the
+    estimator gets the displacement between frames (2 m per frame here) and reports the odometry scale."""
+    from nav_msgs.msg import Odometry
+
+    from mgdepth_ros.harness import build_estimator
+
+    estimator = build_estimator(None, "manydepth", "cpu", 64, 192, scale_source="odometry", min_translation=0.0)
+    with RosSession() as session:
+        node = session.add(DepthNode(estimator, context=session.context, parameter_overrides=[
+            rclpy.parameter.Parameter("scale_source", value="odometry"),
+            rclpy.parameter.Parameter("warning_period_s", value=0.0)]))
+        player = session.add(FramePlayer(session.context))
+        odometry = player.create_publisher(Odometry, "odometry_in", 10)
+        assert wait_until(lambda: player.pub_image.get_subscription_count() > 0
+                          and odometry.get_subscription_count() > 0, timeout=10.0)
+        for index in range(1, 7):
+            stamp = index * PERIOD_NS
+            if index > 2:
+                msg = Odometry()
+                msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
+                msg.pose.pose.position.x = 2.0 * index
+                odometry.publish(msg)
+                assert wait_until(lambda s=stamp: node.odometry_in.at(s * 1e-9) is not None, timeout=5.0)
+            frame = sequence.frame(index)
+            player.publish_frame(frame["image"], frame["K"], stamp, FRAME)
+            # this node's own count: the module's other depth node (same ROS domain) also answers on depth/image_rect
+            assert wait_until(lambda n=index: node.totals["processed"] >= n, timeout=30.0)
+            if index == 3:
+                assert node.warning_counts["missing_odometry_in"] >= 2 and node.scale == (1.0, "fixed")
+        assert node.scale[1] == "odometry" and node.scale[0] != 1.0
+        assert [measured for measured, _ in estimator.scale._pairs] == pytest.approx([2.0] * 3)

@@ -46,6 +46,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--width", type=int, default=0, help="network input width; 0 = from the weights")
     parser.add_argument("--depth-scale", type=float, default=1.0,
                         help="multiplier to metres (self-supervised depth is only known up to scale)")
+    parser.add_argument("--scale-source", choices=["fixed", "camera_height"], default="fixed",
+                        help="metric scale: fixed (--depth-scale) or camera_height (ground plane below the camera "
+                             "at --camera-height-m; --depth-scale until the first fit)")
+    parser.add_argument("--camera-height-m", type=float, default=1.65,
+                        help="--scale-source camera_height: camera height above the road, metres")
     parser.add_argument("--min-translation", type=float, default=0.01,
                         help="metres of camera motion below which a frame gets single-frame depth")
     parser.add_argument("--colour-min-depth", type=float, default=1.0, help="nearest depth of the colour map, m")
@@ -132,7 +137,8 @@ def run(args: argparse.Namespace) -> int:
         LOG.error("%s", error)
         return 2
     estimator = DepthEstimator.from_weights(args.weights, method=args.method, device=args.device,
-                                            depth_scale=args.depth_scale, min_translation=args.min_translation,
+                                            depth_scale=args.depth_scale, scale_source=args.scale_source,
+                                            camera_height_m=args.camera_height_m, min_translation=args.min_translation,
                                             height=args.height, width=args.width)
     args.out.mkdir(parents=True, exist_ok=True)
     written = skipped = 0

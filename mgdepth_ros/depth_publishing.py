@@ -55,28 +55,34 @@ class DepthPublishers:
                                    "MarkerArray on dynamic_objects/markers only (see docs/ros.md)")
         self.diagnostics = create(DiagnosticArray, "/diagnostics", 10) if DiagnosticArray is not None else None
 
+    @staticmethod
+    def _wanted(*publishers) -> bool:
+        """Whether anyone subscribes to one of ``publishers``: outputs nobody reads are neither computed nor
+        serialised (a colourised image, a cloud or markers cost CPU and memory on every frame)."""
+        return any(publisher is not None and publisher.get_subscription_count() > 0 for publisher in publishers)
+
     def publish(self, result, header: Header, odometry: OdometryState | None) -> None:
-        """Publish the enabled outputs of one DepthResult with the input ``header``; ``odometry``: the chained
-        pose (None when odometry is off)."""
+        """Publish the enabled outputs of one DepthResult that someone subscribes to, with the input ``header``;
+        ``odometry``: the chained pose (None when odometry is off)."""
         p = self.p
         depth = result.depth.astype(np.float32)
         height, width = depth.shape
-        if p["publish_depth"]:
+        if p["publish_depth"] and self._wanted(self.depth, self.depth_info):
             self.depth.publish(conversions.image_msg(depth_image(depth), header))
             self.depth_info.publish(conversions.camera_info_msg(depth_camera_info(result.K, height, width), header))
-        if p["publish_colorized"]:
+        if p["publish_colorized"] and self._wanted(self.colorized):
             bgr = colorize_depth(depth, float(p["colorize_min_depth"]), float(p["colorize_max_depth"]))
             self.colorized.publish(conversions.image_msg(bgr_image(bgr), header))
-        if p["publish_mask"] and result.dynamic_mask is not None:
+        if p["publish_mask"] and result.dynamic_mask is not None and self._wanted(self.mask):
             self.mask.publish(conversions.image_msg(mask_image(result.dynamic_mask, p["mask_encoding"]), header))
-        if p["publish_cloud"]:
+        if p["publish_cloud"] and self._wanted(self.cloud):
             points = depth_to_points(depth, result.K, result.image if p["cloud_colour"] else None,
                                      int(p["cloud_decimation"]), float(p["cloud_min_range"]),
                                      float(p["cloud_max_range"]))
             self.cloud.publish(conversions.cloud_msg(pack_cloud(points), header))
-        if odometry is not None:
+        if odometry is not None and self._wanted(self.odometry):
             self.odometry.publish(conversions.odometry_msg(odometry, header, p["odom_frame"], header.frame_id))
-        if p["publish_objects"]:
+        if p["publish_objects"] and self._wanted(self.objects, self.markers):
             summaries = summarise_objects(result.objects, result.dynamic_mask, depth, result.K)
             if self.objects is not None:
                 self.objects.publish(conversions.objects_msg(summaries, header))

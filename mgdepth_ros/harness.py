@@ -99,13 +99,17 @@ def _header(stamp: int, frame_id: str):
 class OutputCollector(Node):
     """Subscribes (reliable) to every output of the depth node and keeps the messages by topic and stamp."""
 
-    def __init__(self, context: Context, name: str = "mgdepth_output_collector") -> None:
+    def __init__(self, context: Context, name: str = "mgdepth_output_collector",
+                 topics: list[str] | None = None) -> None:
+        """``topics``: the outputs to subscribe to (default every one)."""
         super().__init__(name, context=context)
         self.messages: dict[str, dict[int, object]] = defaultdict(dict)
         self.arrival: dict[str, dict[int, float]] = defaultdict(dict)
         self._condition = threading.Condition()
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=20, reliability=ReliabilityPolicy.RELIABLE)
         for topic, msg_type in OUTPUT_TOPICS.items():
+            if topics is not None and topic not in topics:
+                continue
             self.create_subscription(msg_type, topic, lambda msg, topic=topic: self._store(topic, msg), qos)
 
     def _store(self, topic: str, msg) -> None:

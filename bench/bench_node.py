@@ -6,7 +6,9 @@ Baseline: ``DepthEstimator.process`` on the same frames, called directly, and ti
 each frame. Node latency: image published → depth received (rclpy / Fast DDS in one process, one frame in
 flight). The ROS overhead is latency − process time of the same frame (and their ratio): decode, camera_info,
 publishing depth, colourised depth, mask, cloud, odometry, markers, transport. Node throughput: frames published at
-``--rate`` Hz for ``--seconds``; outputs per second and frames dropped (the newest frame wins). Random-init
+``--rate`` Hz for ``--seconds``; outputs per second and frames dropped (the newest frame wins). Publishing cost:
+the node's time in publishing per frame with every output subscribed, then with only depth/image_rect (the node
+computes no output nobody reads). Random-init
 weights: speed does not depend on the weights. Writes bench/results/bench_node.json.
 """
 
@@ -30,9 +32,9 @@ class RecordingEstimator:
     def reset(self) -> None:
         self.estimator.reset()
 
-    def process(self, image, K, stamp=None):
+    def process(self, image, K, stamp=None, **options):
         started = time.perf_counter()
-        result = self.estimator.process(image, K, stamp)
+        result = self.estimator.process(image, K, stamp, **options)
         self.process_ms.append((time.perf_counter() - started) * 1e3)
         return result
 
@@ -79,6 +81,15 @@ def main() -> int:
         if not wait_until(lambda: player.pub_image.get_subscription_count() > 0
                           and collector.count_publishers("depth/image_rect") > 0, timeout=20.0):
             raise RuntimeError("nodes did not discover each other")
+        publish_ms: list[float] = []
+        publish = node.outputs.publish
+
+        def timed_publish(*args, **kwargs):
+            started = time.perf_counter()
+            publish(*args, **kwargs)
+            publish_ms.append((time.perf_counter() - started) * 1e3)
+
+        node.outputs.publish = timed_publish
         stamp = 0
         for index, frame in enumerate(frames):
             stamp += 100_000_000
@@ -103,6 +114,22 @@ def main() -> int:
         processed = node.totals["processed"] - before.get("processed", 0)
         dropped = node.totals["dropped"] - before.get("dropped", 0)
         received = node.totals["received"] - before.get("received", 0)
+        publish_all_ms = list(publish_ms)
+
+        # The same frames with only depth/image_rect subscribed: the node skips every other output.
+        for subscription in list(collector.subscriptions):
+            collector.destroy_subscription(subscription)
+        depth_only = session.add(OutputCollector(session.context, "depth_only", topics=["depth/image_rect"]))
+        if not wait_until(lambda: node.outputs.cloud.get_subscription_count() == 0
+                          and depth_only.count_publishers("depth/image_rect") > 0, timeout=20.0):
+            raise RuntimeError("the depth-only subscriber did not replace the full one")
+        publish_ms.clear()
+        for frame in frames:
+            stamp += 100_000_000
+            player.publish_frame(frame["image"], frame["K"], stamp)
+            if depth_only.wait_for("depth/image_rect", stamp, timeout=120.0) is None:
+                raise RuntimeError("no depth with the depth-only subscriber")
+        publish_depth_only_ms = publish_ms[2:]
 
     process_ms = direct_process_ms()  # after the node run, so both see the same warmed-up, loaded machine
     results = {
@@ -113,6 +140,8 @@ def main() -> int:
         "node_latency_ms": float(np.median(latency_ms)),
         "ros_overhead_ms": float(np.median(np.array(latency_ms) - np.array(in_node_ms))),
         "ros_overhead_ratio": float(np.median(np.array(latency_ms) / np.array(in_node_ms))),
+        "publish_ms_every_output_subscribed": float(np.median(publish_all_ms[2:len(frames)])),
+        "publish_ms_depth_only_subscribed": float(np.median(publish_depth_only_ms)),
         "throughput": {"publish_rate_hz": args.rate, "published": published, "received": received,
                        "processed": processed, "dropped": dropped,
                        "output_rate_hz": processed / run_seconds,
@@ -125,6 +154,8 @@ def main() -> int:
     print(f"{'node: image in -> depth out (median, ms)':<44}{results['node_latency_ms']:>12.1f}")
     print(f"{'ROS overhead per frame (ms)':<44}{results['ros_overhead_ms']:>12.1f}")
     print(f"{'ROS overhead ratio (latency / process)':<44}{results['ros_overhead_ratio']:>12.2f}")
+    print(f"{'publishing per frame, every output read (ms)':<44}{results['publish_ms_every_output_subscribed']:>12.1f}")
+    print(f"{'publishing per frame, only depth read (ms)':<44}{results['publish_ms_depth_only_subscribed']:>12.1f}")
     rate_label = f"node output rate at {args.rate:g} Hz input (Hz)"
     print(f"{rate_label:<44}{results['throughput']['output_rate_hz']:>12.2f}")
     print(f"{'bare estimator rate (Hz)':<44}{results['throughput']['bare_estimator_rate_hz']:>12.2f}")

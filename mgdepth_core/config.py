@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 import types
 import typing
 from pathlib import Path
@@ -164,7 +165,8 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
 
 
 def save_config(config: Any, path: str | Path) -> None:
-    """Write a config as YAML with each option's doc as a comment above it."""
+    """Write a config as YAML with each option's doc as a comment above it, atomically (a temporary file next to
+    ``path``, then ``os.replace``: an interrupted write never leaves a half-written config)."""
     lines: list[str] = []
 
     def emit(obj: Any, indent: int) -> None:
@@ -182,4 +184,11 @@ def save_config(config: Any, path: str | Path) -> None:
                 lines.append(pad + dumped.strip().removeprefix("{").removesuffix("}"))
 
     emit(config, 0)
-    Path(path).write_text("\n".join(lines) + "\n")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text("\n".join(lines) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

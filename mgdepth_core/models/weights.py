@@ -12,8 +12,6 @@ Reading a folder dispatches on the method (:data:`FOLDER_FORMATS`): each format 
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -99,14 +97,7 @@ def save_weights(model: MultiFrameDepthModel, folder: str | Path) -> Path:
             state.update(height=int(model.config.height), width=int(model.config.width),
                          min_depth_bin=float(model.min_depth_bin), max_depth_bin=float(model.max_depth_bin))
         atomic_torch_save(state, folder / f"{name}.pth")
-    handle, tmp = tempfile.mkstemp(dir=folder, prefix=f".{CONFIG_FILE}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        save_config(model.config, tmp)
-        os.replace(tmp, folder / CONFIG_FILE)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    save_config(model.config, folder / CONFIG_FILE)
     return folder
 
 

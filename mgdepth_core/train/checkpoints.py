@@ -35,7 +35,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from mgdepth_core.config import save_config
 from mgdepth_core.torch_files import UnsafeTorchFileError, atomic_torch_save, load_weights_only
 
 LOG = logging.getLogger(__name__)
@@ -81,14 +80,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def atomic_save_config(config: Any, path: Path) -> None:
-    """:func:`mgdepth_core.config.save_config` through a temporary file and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_config(config, tmp)
-    os.replace(tmp, path)
 
 
 def _replace_folder(tmp: Path, final: Path) -> None:

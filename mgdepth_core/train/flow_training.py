@@ -24,7 +24,7 @@ import torch
 from torch.utils.data import default_collate
 from tqdm import tqdm
 
-from mgdepth_core.config import option
+from mgdepth_core.config import option, save_config
 from mgdepth_core.data.synthetic import SyntheticDynamicDataset
 from mgdepth_core.models.flow import FlowEstimator
 from mgdepth_core.torch_files import atomic_torch_save, load_weights_only
@@ -135,7 +135,7 @@ class FlowTrainer:
     def train(self) -> Path:
         """Train to ``max_steps``; Ctrl-C / SIGTERM finish the step, save and raise KeyboardInterrupt."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        checkpoints.atomic_save_config(self.config, self.run_dir / checkpoints.CONFIG_FILE)
+        save_config(self.config, self.run_dir / checkpoints.CONFIG_FILE)
         stop = threading.Event()
         previous = {}
         if threading.current_thread() is threading.main_thread():

@@ -46,7 +46,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampl
 from tqdm import tqdm
 
 from mgdepth_core import geometry, losses
-from mgdepth_core.config import ConfigError, to_dict
+from mgdepth_core.config import ConfigError, save_config, to_dict
 from mgdepth_core.data import build_dataset
 from mgdepth_core.models import build_model
 from mgdepth_core.train import checkpoints
@@ -525,7 +525,7 @@ class Trainer:
         if self.context.is_main:
             from torch.utils.tensorboard import SummaryWriter
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            checkpoints.atomic_save_config(self.config, self.run_dir / checkpoints.CONFIG_FILE)
+            save_config(self.config, self.run_dir / checkpoints.CONFIG_FILE)
             self.writer = SummaryWriter(str(self.run_dir))
         previous_handlers = self._install_interrupt_handlers()
         try:

@@ -87,12 +87,17 @@ def network_depth_and_pose(model, hook, frames: dict, K: torch.Tensor, compare: 
     return depth, (poses[1] if compare == 1 else torch.eye(4)[None]) @ geometry.invert_pose(poses[-1])
 
 
-def object_observations(sequences: list[SyntheticSequence], config: DynamicObjectsConfig, source: str,
-                        model=None, hook=None) -> dict:
+def object_observations(sequences: list[SyntheticSequence], configs: list[DynamicObjectsConfig], source: str,
+                        model=None, hook=None) -> list[dict]:
     """The theta filter's similarity for every object of every frame t that passes the size test and has a
-    counterpart: ``observations`` [(sequence index, instance id, t, similarity, truly moving)], in frame order,
-    plus the counts of small and unmatched objects. ``source``: "true" geometry or the "network"'s."""
-    observations, small, unmatched = [], 0, 0
+    counterpart, one result per config (each frame's depth and poses are computed once for all of them):
+    ``observations`` [(sequence index, instance id, t, similarity, truly moving)], in frame order, plus the counts
+    of small and unmatched objects. ``source``: "true" geometry or the "network"'s. The configs share
+    ``extra_distance`` (it decides which pose is computed)."""
+    compare = 1 if configs[0].extra_distance else 0
+    if any(config.extra_distance != configs[0].extra_distance for config in configs):
+        raise ValueError("object_observations: the configs must share extra_distance")
+    found = [{"observations": [], "small": 0, "unmatched": 0} for _ in configs]
     for index, sequence in enumerate(sequences):
         K = torch.from_numpy(sequence.K).float()[None]
         rendered = {}
@@ -101,7 +106,6 @@ def object_observations(sequences: list[SyntheticSequence], config: DynamicObjec
                 if i not in rendered:
                     rendered[i] = to_tensor(sequence.frame(i))
             frames = {f: rendered[t + f] for f in (-1, 0, 1)}
-            compare = 1 if config.extra_distance else 0
             if source == "true":
                 depth = frames[-1]["depth"]
                 depth = torch.where(depth > 0, depth, torch.full_like(depth, 1000.0))  # sky
@@ -109,17 +113,19 @@ def object_observations(sequences: list[SyntheticSequence], config: DynamicObjec
             else:
                 model.eval()
                 depth, T = network_depth_and_pose(model, hook, frames, K, compare)
-            result = theta_filter(frames[0]["ids"], frames[-1]["ids"], depth, T, K, frames[compare]["ids"], config)
-            status, similarity = result.status[0], result.similarity[0]
-            for instance_id in range(1, status.shape[0]):
-                code = int(status[instance_id])
-                small += code == SMALL
-                unmatched += code == UNMATCHED
-                if code in (STATIC, DYNAMIC, BEYOND_LIMIT):
-                    observations.append((index, instance_id, t, float(similarity[instance_id]),
-                                         bool(sequence.moving[instance_id])))
+            for config, result in zip(configs, found):
+                filtered = theta_filter(frames[0]["ids"], frames[-1]["ids"], depth, T, K, frames[compare]["ids"],
+                                        config)
+                status, similarity = filtered.status[0], filtered.similarity[0]
+                for instance_id in range(1, status.shape[0]):
+                    code = int(status[instance_id])
+                    result["small"] += code == SMALL
+                    result["unmatched"] += code == UNMATCHED
+                    if code in (STATIC, DYNAMIC, BEYOND_LIMIT):
+                        result["observations"].append((index, instance_id, t, float(similarity[instance_id]),
+                                                       bool(sequence.moving[instance_id])))
             rendered.pop(t - 1, None)
-    return {"observations": observations, "small": small, "unmatched": unmatched}
+    return found
 
 
 def decide(found: dict, theta: float, vote_frames: int = 1) -> dict:
@@ -147,7 +153,7 @@ def decide(found: dict, theta: float, vote_frames: int = 1) -> dict:
 def filter_accuracy(sequences: list[SyntheticSequence], config: DynamicObjectsConfig, source: str,
                     model=None, hook=None) -> dict:
     """The theta filter's per-frame decisions at ``config.theta`` (:func:`decide` with one frame)."""
-    return decide(object_observations(sequences, config, source, model, hook), config.theta)
+    return decide(object_observations(sequences, [config], source, model, hook)[0], config.theta)
 
 
 def briefly_trained(config: TrainConfig, steps: int, seed: int = 0):

@@ -92,13 +92,14 @@ def main() -> int:
     print(f"{'geometry':<44}{'steps':>6}{'similarity':>11}{'θ':>6}{'vote':>5}{'objects':>8}{'accuracy':>9}"
           f"{'recall':>8}{'precision':>10}")
     for name, model, weights, steps, seed in settings:
-        for similarity in ("dice", "iou"):
-            config = DynamicObjectsConfig(mode="dyna-dm", theta=args.theta, similarity=similarity)
-            hook = None if model is None else build_training_hook(train_config(args.height, args.width, 1)).bind(model)
-            source = "true" if model is None else "network"
-            with torch.no_grad():
-                found = object_observations(held_out, config, source, model, hook)
-                found_tuning = object_observations(tuning, config, source, model, hook)
+        similarities = ("dice", "iou")
+        configs = [DynamicObjectsConfig(mode="dyna-dm", theta=args.theta, similarity=kind) for kind in similarities]
+        hook = None if model is None else build_training_hook(train_config(args.height, args.width, 1)).bind(model)
+        source = "true" if model is None else "network"
+        with torch.no_grad():
+            held_out_found = object_observations(held_out, configs, source, model, hook)
+            tuning_found = object_observations(tuning, configs, source, model, hook)
+        for similarity, found, found_tuning in zip(similarities, held_out_found, tuning_found):
             for vote_frames in sorted({1, args.vote_frames}):
                 tuned = tuned_theta(found_tuning, vote_frames)
                 for theta, tuned_on in ((args.theta, None), (tuned, args.tune_seeds)):

@@ -69,14 +69,14 @@ class DynamicObjectTracker:
         """Instance ids of the current frame that the vote calls truly dynamic (reports of compared objects)."""
         if self.config.vote_frames == 1:
             return {report.instance_id for report in reports if report.status == STATUS_NAMES[DYNAMIC]}
-        compared = [report for report in reports if report.status in VOTING_STATUSES]
-        history = {int(tracks[report.instance_id]): self.similarities.get(int(tracks[report.instance_id]), [])
-                   + [report.similarity] for report in compared}
-        self.similarities = {track: values[-self.config.vote_frames:] for track, values in history.items()}
-        medians = {report.instance_id: float(np.median(self.similarities[int(tracks[report.instance_id])]))
-                   for report in compared}
-        moving = sorted((median, instance) for instance, median in medians.items() if median < self.config.theta)
-        return {instance for _, instance in moving[:self.config.max_objects]}
+        compared = {report.instance_id: (int(tracks[report.instance_id]), report.similarity) for report in reports
+                    if report.status in VOTING_STATUSES}
+        self.similarities = {track: (self.similarities.get(track, []) + [similarity])[-self.config.vote_frames:]
+                             for track, similarity in compared.values()}
+        medians = sorted((float(np.median(self.similarities[track])), instance)
+                         for instance, (track, _) in compared.items())
+        moving = [instance for median, instance in medians if median < self.config.theta]
+        return set(moving[:self.config.max_objects])
 
     def _detect(self, image: torch.Tensor) -> FrameInstances:
         if self.segmenter is None:

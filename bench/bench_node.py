@@ -23,22 +23,6 @@ import numpy as np
 from results_io import RESULTS, write_results
 
 
-class RecordingEstimator:
-    """Forwards to a DepthEstimator and records the wall time of each ``process`` call (ms)."""
-
-    def __init__(self, estimator) -> None:
-        self.estimator, self.process_ms = estimator, []
-
-    def reset(self) -> None:
-        self.estimator.reset()
-
-    def process(self, image, K, stamp=None, **options):
-        started = time.perf_counter()
-        result = self.estimator.process(image, K, stamp, **options)
-        self.process_ms.append((time.perf_counter() - started) * 1e3)
-        return result
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--method", choices=["manydepth2", "manydepth"], default="manydepth2")
@@ -52,7 +36,14 @@ def main() -> int:
 
     from mgdepth_core.data.synthetic import SyntheticSequence
     from mgdepth_ros.depth_node import DepthNode
-    from mgdepth_ros.harness import FramePlayer, OutputCollector, RosSession, build_estimator, wait_until
+    from mgdepth_ros.harness import (
+        FramePlayer,
+        OutputCollector,
+        RecordingEstimator,
+        RosSession,
+        build_estimator,
+        wait_until,
+    )
 
     sequence = SyntheticSequence(seed=5, num_frames=args.frames + 2, height=args.height, width=args.width)
     frames = [sequence.frame(i) for i in range(args.frames + 2)]

@@ -42,6 +42,10 @@ class DepthResult:
     scale: float = 1.0  # metres per network depth unit applied to depth and T_prev_current
     scale_source: str = "fixed"  # where `scale` came from: fixed (depth_scale, also the fallback), camera_height
     # or odometry
+    lookup_image: np.ndarray | None = None  # H×W×3 uint8 RGB the cost volume matched against: Manydepth2's static
+    # reference frame (moving objects put back where the camera alone would see them), Manydepth's previous frame;
+    # None for single-frame depth
+    motion_mask: np.ndarray | None = None  # H×W bool, Manydepth2: pixels the flow marked as moving (lookup redrawn)
 
 
 @dataclass
@@ -336,6 +340,8 @@ class DepthEstimator:
                 mark, now = now, self._sync()
                 timings["dynamic_objects"] = (now - mark) * 1000
         depth_np[~np.isfinite(depth_np) | (depth_np <= 0)] = np.nan
+        lookup_image, motion_mask = (self._matched_view(outputs, self.buffer.image, depth_np.shape) if multi_frame
+                                     else (None, None))
         self.buffer = FrameBuffer(image=current, K=K_tensor, stamp=stamp,
                                   features=features if self.reuses_features else None)
         if multi_frame and outputs.get("flow_features") is not None:  # Manydepth2 + GMFlow: next pair's lookup
@@ -347,7 +353,22 @@ class DepthEstimator:
         timings["total"] = (time.perf_counter() - started) * 1000
         return DepthResult(depth=depth_np, K=K_net, image=np.ascontiguousarray(resized), T_prev_current=T_np,
                            multi_frame=multi_frame, dynamic_mask=dynamic_mask, objects=objects,
-                           timings_ms=timings, scale=scale, scale_source=self.scale.source)
+                           timings_ms=timings, scale=scale, scale_source=self.scale.source,
+                           lookup_image=lookup_image, motion_mask=motion_mask)
+
+    @staticmethod
+    def _matched_view(outputs: dict, previous: torch.Tensor, shape: tuple[int, int]
+                      ) -> tuple[np.ndarray, np.ndarray | None]:
+        """What the cost volume matched against (DepthResult.lookup_image: Manydepth2's static reference, else
+        ``previous``, 1×3×h×w) and Manydepth2's motion mask, both at ``shape`` H×W."""
+        lookup = outputs.get("lookup_image", previous)
+        lookup = torch.nn.functional.interpolate(lookup.float(), size=shape, mode="bilinear", align_corners=False)
+        image = (lookup[0].clamp(0, 1).permute(1, 2, 0) * 255).round().byte().cpu().numpy()
+        motion = outputs.get("motion_mask")
+        if motion is not None:
+            motion = torch.nn.functional.interpolate(motion.float(), size=shape, mode="nearest")[0, 0].bool()
+            motion = motion.cpu().numpy()
+        return image, motion
 
     def _network_units(self, motion: np.ndarray) -> torch.Tensor:
         """A 4×4 motion in metres as a 1×4×4 pose in the network's units (translation / the current scale)."""

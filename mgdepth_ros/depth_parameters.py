@@ -42,6 +42,8 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     "publish_cloud": (True, "publish points (PointCloud2)"),
     "publish_odometry": (True, "publish odometry (camera motion chained from the pose network)"),
     "publish_objects": (True, "publish dynamic_objects (mgdepth_msgs, where built) and dynamic_objects/markers"),
+    "publish_static_reference": (True, "publish static_reference (rgb8): the view the cost volume matched "
+                                       "against (Manydepth2's static reference frame, Manydepth's previous frame)"),
     "mask_encoding": ("16UC1", "dynamic_mask encoding: 16UC1 or mono8"),
     "cloud_decimation": (2, "keep every n-th depth pixel in rows and columns for the point cloud"),
     "cloud_min_range": (0.1, "drop cloud points nearer than this, metres (along z)"),

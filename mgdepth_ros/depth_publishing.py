@@ -18,6 +18,7 @@ from mgdepth_core.outputs import (
     depth_camera_info,
     depth_image,
     mask_image,
+    rgb_image,
     summarise_objects,
 )
 from mgdepth_core.pointcloud import depth_to_points, pack_cloud
@@ -47,6 +48,7 @@ class DepthPublishers:
         self.cloud = create(PointCloud2, "points", OUTPUT_QOS)
         self.odometry = create(Odometry, "odometry", OUTPUT_QOS)
         self.markers = create(MarkerArray, "dynamic_objects/markers", OUTPUT_QOS)
+        self.static_reference = create(Image, "static_reference", OUTPUT_QOS)
         self.objects = None
         if conversions.HAVE_OBJECT_MESSAGES:
             self.objects = create(conversions.DynamicObjectArray, "dynamic_objects", OUTPUT_QOS)
@@ -82,6 +84,9 @@ class DepthPublishers:
             self.cloud.publish(conversions.cloud_msg(pack_cloud(points), header))
         if odometry is not None and self._wanted(self.odometry):
             self.odometry.publish(conversions.odometry_msg(odometry, header, p["odom_frame"], header.frame_id))
+        if (p["publish_static_reference"] and result.lookup_image is not None
+                and self._wanted(self.static_reference)):
+            self.static_reference.publish(conversions.image_msg(rgb_image(result.lookup_image), header))
         if p["publish_objects"] and self._wanted(self.objects, self.markers):
             summaries = summarise_objects(result.objects, result.dynamic_mask, depth, result.K)
             if self.objects is not None:
@@ -102,6 +107,6 @@ class DepthPublishers:
     def destroy(self) -> None:
         """Destroy every publisher."""
         for publisher in (self.depth, self.depth_info, self.colorized, self.mask, self.cloud, self.odometry,
-                          self.markers, self.objects, self.diagnostics):
+                          self.markers, self.static_reference, self.objects, self.diagnostics):
             if publisher is not None:
                 self._destroy(publisher)

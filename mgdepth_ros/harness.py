@@ -39,6 +39,10 @@ if conversions.HAVE_OBJECT_MESSAGES:
     OUTPUT_TOPICS["dynamic_objects"] = conversions.DynamicObjectArray
 
 
+# Outputs not published for every frame (none for single-frame depth): not among OUTPUT_TOPICS, which tests wait for
+OCCASIONAL_TOPICS: dict[str, type] = {"static_reference": Image}
+
+
 def stamp_ns(header) -> int:
     return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
 
@@ -107,7 +111,7 @@ class OutputCollector(Node):
         self.arrival: dict[str, dict[int, float]] = defaultdict(dict)
         self._condition = threading.Condition()
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=20, reliability=ReliabilityPolicy.RELIABLE)
-        for topic, msg_type in OUTPUT_TOPICS.items():
+        for topic, msg_type in {**OUTPUT_TOPICS, **OCCASIONAL_TOPICS}.items():
             if topics is not None and topic not in topics:
                 continue
             self.create_subscription(msg_type, topic, lambda msg, topic=topic: self._store(topic, msg), qos)
@@ -185,6 +189,32 @@ def wait_until(predicate, timeout: float = 10.0, period: float = 0.02) -> bool:
         time.sleep(period)
     return True
 
+
+
+class RecordingEstimator:
+    """A DepthEstimator that keeps the wall time of each ``process`` call in ``process_ms``: every other attribute
+    is the wrapped estimator's (read and written through)."""
+
+    _OWN = ("estimator", "process_ms")
+
+    def __init__(self, estimator) -> None:
+        object.__setattr__(self, "estimator", estimator)
+        object.__setattr__(self, "process_ms", [])
+
+    def __getattr__(self, name: str):
+        return getattr(self.estimator, name)
+
+    def __setattr__(self, name: str, value) -> None:
+        if name in self._OWN:
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self.estimator, name, value)
+
+    def process(self, image, K, stamp=None, **options):
+        started = time.perf_counter()
+        result = self.estimator.process(image, K, stamp, **options)
+        self.process_ms.append((time.perf_counter() - started) * 1e3)
+        return result
 
 
 def build_estimator(weights: str | Path | None, method: str, device: str = "cpu", height: int | None = None,

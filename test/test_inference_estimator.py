@@ -156,3 +156,14 @@ def test_known_motion_replaces_the_pose_net_in_metres(model, frames):
     with pytest.raises(ValueError, match="known_motion must be a finite 4×4"):
         est.process(images[2], K, 0.2, known_motion=np.full((4, 4), np.nan))
     assert est.process(images[2], K, 0.2).multi_frame  # the bad call lost nothing: the buffer still holds frame 1
+
+
+def test_lookup_image_is_what_the_cost_volume_matched(model, frames):
+    """Manydepth matches the previous frame itself (Manydepth2's static reference: test_ros_demo, strips)."""
+    images, K = frames
+    est = estimator(model)
+    first = est.process(images[0], K, 0.0)
+    second = est.process(images[1], K, 0.1)
+    assert first.lookup_image is None and first.motion_mask is None  # single-frame depth: nothing matched
+    np.testing.assert_array_equal(second.lookup_image, first.image)
+    assert second.motion_mask is None

@@ -1,11 +1,13 @@
-"""`python -m mgdepth_ros.demo` end to end (random init, a few frames): the MCAP holds the input, the ground-truth
-instance maps and every output topic, one message per frame each; dynamic_mask frames carry published instance ids
-(which ones the random-init geometry flags is meaningless, so only that some are); the PNG strips and summary are
-written."""
+"""`python -m mgdepth_ros.demo` end to end. Random init, a few frames: the MCAP holds the input, the ground-truth
+instance maps and every output topic, one message per frame each (the static reference frame on every multi-frame
+one); dynamic_mask frames carry published instance ids (which ones the random-init geometry flags is meaningless, so
+only that some are); the PNG strips and summary are written. Trained (tiny budget): both methods side by side,
+a cache miss, a cache hit and a corrupt cache entry."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -50,10 +52,42 @@ def test_demo_writes_mcap_strips_and_summary(tmp_path, capsys):
 
     strips = cv2.imread(str(tmp_path / "strips.png"))
     summary = json.loads((tmp_path / "summary.json").read_text())
+    scores = summary["methods"]["manydepth2"]
     depth_height, depth_width = 64, 192  # the random-init network runs at the demo's 64×192 input size
-    assert strips.shape == (18 + frames * depth_height, 3 * depth_width, 3)  # title row + one row per frame
-    assert summary["node_totals"]["processed"] == frames
-    assert np.isfinite(summary["abs_rel_median_scaled"])
-    scores = summary["dynamic_objects"]
-    assert scores["moving_flagged"] + scores["static_flagged"] > 0 and scores["moving"] + scores["static"] > 0
+    rows = frames - 1  # the frames after the first (the strips pick frames with a previous one)
+    # input | depth | dynamic mask | static reference, with a title row
+    assert strips.shape == (18 + rows * depth_height, 4 * depth_width, 3)
+    assert list(summary["methods"]) == ["manydepth2"] and summary["instances"] == "topic"
+    assert scores["node_totals"]["processed"] == frames
+    assert 0 < scores["static_abs_rel"] < 10 and 0 <= scores["moving_a1"] <= 1 and scores["ms_per_frame"] > 0
+    mask = scores["dynamic_mask"]
+    assert mask["moving_flagged"] + mask["static_flagged"] > 0 and mask["moving"] + mask["static"] > 0
 
+
+TINY = ["--set", "flow_steps=1", "depth_steps=1", "automask_warmup_steps=0", "batch_size=1", "num_depth_bins=8",
+        "synthetic_sequences=1", "synthetic_frames=4"]
+
+
+@pytest.mark.slow
+def test_demo_trains_once_compares_both_methods_and_rebuilds_a_corrupt_cache(tmp_path):
+    cache, frames = tmp_path / "cache", 3
+    common = ["--cache-dir", str(cache), "--frames", str(frames), *TINY]
+    assert demo.main([*common, "--output", str(tmp_path / "first")]) == 0
+    first = json.loads((tmp_path / "first" / "summary.json").read_text())
+    assert sorted(first["models"]["built_now"]) == ["flow", "manydepth", "manydepth2"]  # cache miss: all trained
+    assert list(first["methods"]) == ["manydepth2", "manydepth"]
+    for scores in first["methods"].values():
+        for key in ("static_abs_rel", "moving_abs_rel", "static_a1", "moving_a1", "ms_per_frame"):
+            assert np.isfinite(scores[key]), key
+        assert {"object_precision", "object_recall", "pixel_precision", "pixel_recall"} <= set(scores["dynamic_mask"])
+    strips = cv2.imread(str(tmp_path / "first" / "strips.png"))
+    assert strips.shape[1] == 5 * 192  # input | manydepth | manydepth2 | mask | static reference
+
+    encoder = Path(first["models"]["cache"]["manydepth"]) / "weights" / "encoder.pth"
+    encoder.write_bytes(encoder.read_bytes()[:1000])  # a corrupt cached file: rebuilt, never loaded
+    assert demo.main([*common, "--output", str(tmp_path / "second")]) == 0
+    second = json.loads((tmp_path / "second" / "summary.json").read_text())
+    assert second["models"]["built_now"] == ["manydepth"]  # the flow network and Manydepth2 came from the cache
+    assert second["models"]["cache"] == first["models"]["cache"]
+    assert second["methods"]["manydepth2"]["static_abs_rel"] == pytest.approx(
+        first["methods"]["manydepth2"]["static_abs_rel"], rel=1e-4)  # the same cached model, the same frames

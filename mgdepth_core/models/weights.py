@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 NETWORK_FILES = ("encoder", "depth", "mono_encoder", "mono_depth", "pose_encoder", "pose")
 TEACHER_FILES = ("mono_encoder", "mono_depth")  # absent from some official releases (Cityscapes)
 CONFIG_FILE = "mgdepth.yaml"
+FLOW_FILE = "flow.pth"  # Manydepth2's optical flow network, when it has weights (mgdepth.yaml names it relatively)
 ENCODER_ENTRIES = ("height", "width", "min_depth_bin", "max_depth_bin")
 # Back-projection grids the original registers as parameters; their shapes depend on resolution and bins.
 SKIPPED_PREFIXES = ("backprojector.", "backprojector_batch.", "projector.")
@@ -88,7 +89,8 @@ FOLDER_FORMATS: dict[str, FolderFormat] = {
 
 
 def save_weights(model: MultiFrameDepthModel, folder: str | Path) -> Path:
-    """Write ``model`` as an official-layout weights folder plus ``mgdepth.yaml``; every file is atomic."""
+    """Write ``model`` as an official-layout weights folder plus ``mgdepth.yaml`` (and ``flow.pth``, Manydepth2's
+    flow network where it has weights, so that the folder works anywhere); every file is atomic."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for name in NETWORK_FILES:
@@ -97,7 +99,13 @@ def save_weights(model: MultiFrameDepthModel, folder: str | Path) -> Path:
             state.update(height=int(model.config.height), width=int(model.config.width),
                          min_depth_bin=float(model.min_depth_bin), max_depth_bin=float(model.max_depth_bin))
         atomic_torch_save(state, folder / f"{name}.pth")
-    save_config(model.config, folder / CONFIG_FILE)
+    config = model.config
+    flow = getattr(model, "flow", None)
+    if flow is not None and flow.has_weights:  # the folder carries its own flow network: copy it anywhere
+        atomic_torch_save({key: value.detach().cpu() for key, value in flow.net.state_dict().items()},
+                          folder / FLOW_FILE)
+        config = replace(config, flow_weights=FLOW_FILE)
+    save_config(config, folder / CONFIG_FILE)
     return folder
 
 
@@ -181,6 +189,8 @@ def load_weights(folder: str | Path, config: ModelConfig | None = None,
         log.warning("%s was trained at %s×%s; running it at %d×%d", folder / "encoder.pth", int(entries["height"]),
                     int(entries["width"]), config.height, config.width)
     config = replace(config, pretrained=False)
+    if config.flow_weights and not Path(config.flow_weights).is_absolute():
+        config = replace(config, flow_weights=str(folder / config.flow_weights))  # relative to the folder
     if "min_depth_bin" in entries:
         config = replace(config, min_depth_bin=float(entries["min_depth_bin"]),
                          max_depth_bin=float(entries["max_depth_bin"]))

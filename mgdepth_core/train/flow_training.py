@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -132,8 +133,9 @@ class FlowTrainer:
         indices = torch.randint(len(self.dataset), (self.config.batch_size,), generator=generator).tolist()
         return default_collate([self.dataset[i] for i in indices])
 
-    def train(self) -> Path:
-        """Train to ``max_steps``; Ctrl-C / SIGTERM finish the step, save and raise KeyboardInterrupt."""
+    def train(self, on_step: Callable[[int], None] | None = None) -> Path:
+        """Train to ``max_steps``; Ctrl-C / SIGTERM finish the step, save and raise KeyboardInterrupt.
+        ``on_step(step)`` is called after every step; with it the caller shows progress (no bar here)."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         save_config(self.config, self.run_dir / checkpoints.CONFIG_FILE)
         stop = threading.Event()
@@ -143,7 +145,7 @@ class FlowTrainer:
                 previous[signum] = signal.signal(signum, lambda *_: stop.set())
         self.net.train()
         bar = tqdm(total=self.config.max_steps, initial=self.step, desc="train-flow", unit="step",
-                   dynamic_ncols=True)
+                   dynamic_ncols=True, disable=on_step is not None)
         try:
             while self.step < self.config.max_steps and not stop.is_set():
                 inputs = self.batch(self.step)
@@ -163,6 +165,8 @@ class FlowTrainer:
                 epe = endpoint_errors(predictions[-1].detach(), target).mean().item()
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss.item():.3f}", epe=f"{epe:.2f}")
+                if on_step is not None:
+                    on_step(self.step)
                 if self.step % self.config.save_every_steps == 0:
                     self.save()
             weights = self.save()

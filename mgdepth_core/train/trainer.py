@@ -33,7 +33,7 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -386,6 +386,7 @@ class Trainer:
         self.last_checkpoint: Path | None = None
         self._saved_step: int | None = None
         self._stop_requested = False
+        self._on_step: Callable[[int], None] | None = None
         if resume:
             self._resume()
         self._set_modes()
@@ -519,9 +520,13 @@ class Trainer:
     def _steps_left(self) -> int | None:
         return max(self.config.max_steps - self.step, 0) if self.config.max_steps else None
 
-    def train(self) -> Path | None:
-        """Train until ``optim.epochs`` (or ``max_steps``); returns the last weights folder written."""
+    def train(self, on_step: Callable[[int], None] | None = None) -> Path | None:
+        """Train until ``optim.epochs`` (or ``max_steps``); returns the last weights folder written.
+
+        ``on_step(step)`` is called after every optimisation step; with it the caller shows progress (the
+        trainer's own progress bar is off)."""
         optim = self.config.optim
+        self._on_step = on_step
         if self.context.is_main:
             from torch.utils.tensorboard import SummaryWriter
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -574,7 +579,8 @@ class Trainer:
     def _run_epoch(self) -> bool:
         """Train the rest of the current epoch; False when ``max_steps`` stopped it before the end."""
         loader, batches_per_epoch = self._loader(self._steps_left())
-        bar = tqdm(total=batches_per_epoch, initial=self.batch_in_epoch, disable=not self.context.is_main,
+        bar = tqdm(total=batches_per_epoch, initial=self.batch_in_epoch,
+                   disable=not self.context.is_main or self._on_step is not None,
                    desc=f"epoch {self.epoch + 1}/{self.config.optim.epochs}", unit="step", dynamic_ncols=True)
         self._set_modes()
         try:
@@ -594,6 +600,8 @@ class Trainer:
                 self.batch_in_epoch += 1
                 bar.update(1)
                 bar.set_postfix(loss=f"{step_losses['loss'].item():.4f}")
+                if self._on_step is not None:
+                    self._on_step(self.step)
                 if self.context.is_main and self.step % self.config.log_frequency == 0:
                     self._log(inputs, outputs, step_losses, duration)
                 if (self.config.save_every_steps and self.step % self.config.save_every_steps == 0

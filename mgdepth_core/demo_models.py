@@ -35,9 +35,9 @@ from mgdepth_core.config import option, to_dict
 LOG = logging.getLogger("mgdepth.demo_models")
 MARKER = "complete.json"
 METHODS = ("manydepth2", "manydepth")
-# Seconds per training step relative to a flow step (64×192, batch 4, 2 CPU threads): weights of the build's
-# progress bar, so that its ETA covers the models still to come.
-STEP_COST = {"flow": 1.0, "manydepth": 2.0, "manydepth2": 3.0}
+# CPU seconds per training sample measured on a 2-core machine at 64×192 (flow 0.79 s, Manydepth 1.48 s, Manydepth2
+# 2.58 s per step of 4): the weights of the build's progress bar, so that its ETA covers the models still to come.
+SAMPLE_COST = {"flow": 0.2, "manydepth": 0.37, "manydepth2": 0.65}
 CHECKPOINT_MIN_STEPS = 25  # checkpoints (for resuming a build) every sixth of a run, at least this many steps apart
 
 
@@ -47,11 +47,12 @@ class DemoModelsConfig:
 
     height: int = option(64, "training and inference height, pixels (multiple of 32)")
     width: int = option(192, "training and inference width, pixels (multiple of 32)")
-    flow_steps: int = option(300, "optical flow network (RAFT-small) training steps")
+    flow_steps: int = option(200, "optical flow network (RAFT-small) training steps")
     depth_steps: int = option(300, "training steps of Manydepth and of Manydepth2 each")
     automask_warmup_steps: int = option(150, "depth training: teacher loss without auto-masking for the first N "
                                              "steps (from random weights; docs/training.md, the cold start)")
-    batch_size: int = option(4, "training batch size (flow pairs, depth samples)")
+    flow_batch_size: int = option(4, "flow network training batch size, pairs")
+    batch_size: int = option(2, "depth training batch size, samples")
     num_depth_bins: int = option(32, "cost-volume depth bins")
     synthetic_sequences: int = option(8, "training sequences of the synthetic set (seeds 0..N-1; the demo's "
                                          "sequence is a held-out seed)")
@@ -93,7 +94,7 @@ def flow_config(demo: DemoModelsConfig):
 
     return FlowTrainConfig(backend="raft_small", height=demo.height, width=demo.width, synthetic_seed=0,
                            synthetic_sequences=demo.synthetic_sequences, synthetic_frames=demo.synthetic_frames,
-                           batch_size=demo.batch_size, max_steps=demo.flow_steps, seed=demo.seed, device="cpu",
+                           batch_size=demo.flow_batch_size, max_steps=demo.flow_steps, seed=demo.seed, device="cpu",
                            save_every_steps=max(demo.flow_steps // 6, CHECKPOINT_MIN_STEPS))
 
 
@@ -206,7 +207,7 @@ class ModelBuilder:
         if todo:
             self.log(f"[demo] training {', '.join(p.name for p in todo)} from random initialisation on synthetic "
                      f"street scenes (CPU); models are cached in {self.root}")
-        total = sum(STEP_COST[p.name] * p.config.max_steps for p in todo)
+        total = sum(self._cost(p) * p.config.max_steps for p in todo)
         models: dict[str, CachedModel] = {}
         with tqdm(total=round(total), desc="building models", dynamic_ncols=True, disable=not todo,
                   bar_format="{l_bar}{bar}| [{elapsed}<{remaining}{postfix}]") as bar:
@@ -216,15 +217,22 @@ class ModelBuilder:
                 built = planned in todo
                 if built:
                     def advance(step: int, planned=planned, base=done) -> None:
-                        bar.n = round(base + STEP_COST[planned.name] * step)
+                        bar.n = round(base + self._cost(planned) * step)
                         bar.set_postfix_str(f"{planned.name} step {step}/{planned.config.max_steps}")
                     seconds = self._train(planned, advance)
-                    done += STEP_COST[planned.name] * planned.config.max_steps
+                    done += self._cost(planned) * planned.config.max_steps
                     self.log(f"[demo] {planned.name}: {planned.config.max_steps} steps in {seconds:.0f} s -> {folder}")
                 record = json.loads((folder / MARKER).read_text())
                 path = folder / ("flow.pth" if planned.name == "flow" else "weights")
                 models[planned.name] = CachedModel(planned.name, folder, path, built, record)
         return models
+
+    @staticmethod
+    def _cost(planned: PlannedModel) -> float:
+        """Expected seconds per training step of ``planned`` (its batch × SAMPLE_COST)."""
+        config = planned.config
+        batch = config.batch_size if planned.name == "flow" else config.optim.batch_size
+        return SAMPLE_COST[planned.name] * batch
 
     def _train(self, planned: PlannedModel, on_step: Callable[[int], None]) -> float:
         """Train one model in its ``.building`` folder (resuming a checkpoint there) and publish it; seconds."""

@@ -14,7 +14,8 @@ from mgdepth_core import demo_models
 from mgdepth_core.demo_models import MARKER, DemoModelsConfig, ModelBuilder, check_complete, model_key
 from mgdepth_core.models.weights import load_weights
 
-TINY = DemoModelsConfig(flow_steps=1, depth_steps=1, automask_warmup_steps=0, batch_size=1, num_depth_bins=8,
+TINY = DemoModelsConfig(flow_steps=1, depth_steps=1, automask_warmup_steps=0, flow_batch_size=1, batch_size=1,
+                        num_depth_bins=8,
                         synthetic_sequences=1, synthetic_frames=4)
 
 

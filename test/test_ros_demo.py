@@ -64,7 +64,8 @@ def test_demo_writes_mcap_strips_and_summary(tmp_path, capsys):
     assert mask["moving_flagged"] + mask["static_flagged"] > 0 and mask["moving"] + mask["static"] > 0
 
 
-TINY = ["--set", "flow_steps=1", "depth_steps=1", "automask_warmup_steps=0", "batch_size=1", "num_depth_bins=8",
+TINY = ["--set", "flow_steps=1", "depth_steps=1", "automask_warmup_steps=0", "flow_batch_size=1", "batch_size=1",
+        "num_depth_bins=8",
         "synthetic_sequences=1", "synthetic_frames=4"]
 
 

@@ -32,6 +32,11 @@ from results_io import RESULTS, write_results
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
+def accepted(leg: dict, which: bool | None) -> int:
+    """Parameter changes of ``leg`` answered with ``which`` (True: accepted; None: all)."""
+    return sum(reply["count"] for reply in leg["parameter_replies"] if which is None or reply["accepted"] == which)
+
+
 def print_table(results: dict) -> None:
     legs = results["legs"]
     print(f"\nbench_soak: {results['total']['inputs']} inputs, {results['config']['rate_hz']:g} Hz with bursts of "
@@ -51,8 +56,7 @@ def print_table(results: dict) -> None:
         ("RSS max (MB)", lambda leg: f"{leg['rss_mb_max']:.0f}"),
         ("RSS slope, 2nd half (MB/1000)", lambda leg: f"{leg['rss_slope_second_half_mb_per_1000_inputs']:.2f}"),
         ("latency p50 / p99 (ms)", lambda leg: f"{leg['latency_ms_p50']:.0f} / {leg['latency_ms_p99']:.0f}"),
-        ("parameter changes accepted", lambda leg: f"{sum(r['accepted'] for r in leg['parameter_replies'])} / "
-                                                    f"{len(leg['parameter_replies'])}"),
+        ("parameter changes accepted", lambda leg: f"{accepted(leg, True)} / {accepted(leg, None)}"),
     ]
     print(f"{'measure':<34}" + "".join(f"{leg['transport']:>22}" for leg in legs))
     for label, cell in rows:

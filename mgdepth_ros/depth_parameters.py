@@ -100,7 +100,8 @@ def change_error(name: str, value: object, running: bool) -> str | None:
     it accepts): a bad value, or a parameter read only when the node starts."""
     if running and name in PARAMETERS and name not in LIVE:
         return (f"parameter {name} is read when the node starts (the lifecycle node: on configure): restart it (or "
-                f"cleanup and configure) to change it; only {', '.join(sorted(LIVE))} change while it runs")
+                "cleanup and configure) to change it; the output settings (publish_*, cloud_*, colorize_*, "
+                "mask_encoding, odom_frame, marker_lifetime_s, warning_period_s) change while it runs")
     return value_error(name, value)
 
 

@@ -492,9 +492,15 @@ def summarise(leg: LegResult) -> dict:
         "latency_ms_p50": float(np.percentile(latencies, 50)) if latencies else float("nan"),
         "latency_ms_p99": float(np.percentile(latencies, 99)) if latencies else float("nan"),
         "paced": paced, "paced_unexpected": unexpected, "by_kind": by_kind,
-        "parameter_replies": leg.parameter_replies, "seconds": leg.seconds,
+        "parameter_replies": _distinct(leg.parameter_replies), "seconds": leg.seconds,
         "log_tail": leg.log_tail if leg.tracebacks or not leg.alive_at_end else "",
     }
+
+
+def _distinct(replies: list[dict]) -> list[dict]:
+    """Each distinct reply once, with how often it came."""
+    counts = Counter(tuple(reply.items()) for reply in replies)
+    return [{**dict(items), "count": count} for items, count in counts.items()]
 
 
 def run_soak(config: SoakConfig, work_dir: Path | None = None, progress=None) -> dict:

@@ -51,7 +51,7 @@ def test_the_stream_costs_no_crash_and_the_node_accounts_for_every_input(soak):
 
 def test_parameter_changes_are_answered_and_only_output_settings_apply(soak):
     replies = [reply for leg in soak["legs"] for reply in leg["parameter_replies"]]
-    assert len(replies) >= 8
+    assert sum(reply["count"] for reply in replies) >= 8
     for reply in replies:
         accepted = {"publish_colorized": True, "warning_period_s": True, "cloud_decimation": reply["value"] in (2, 4)}
         assert reply["accepted"] == accepted.get(reply["name"], False), reply

@@ -12,7 +12,8 @@ checkpoint every 4 steps, TensorBoard every 2 steps) runs once uninterrupted, th
 * ``weights_write``: 1–6 steps past it, the moment the next temporary weights folder (``models/.weights_*``)
   appears, plus 0–30 ms;
 * ``state_write``: likewise when the temporary ``.state.pt.*.tmp`` appears, plus 0–20 ms;
-* ``startup``: a random time before the progress bar appears (imports, data, model, loading the checkpoint).
+* ``startup``: 10–90 % of the time a restart takes until its progress bar appears (imports, data, model, loading
+  the checkpoint; the shortest restart so far sets it).
 
 ``mgdepth train`` has no evaluation phase (evaluation is ``mgdepth eval``, which only reads weights), so there is no
 kill during an eval. Where a kill landed is read off the run folder at that moment (temporary files) and the
@@ -164,7 +165,8 @@ def kill_once(kind: str, run: TrainProcess, run_dir: Path, rng: np.random.Genera
     start = checkpoint_step(run_dir)
     alive = lambda: run.process.poll() is None  # noqa: E731
     if kind == "startup":
-        time.sleep(rng.uniform(0.1, 1.0) * timing["startup_s"])
+        delay = rng.uniform(0.1, 0.9) * timing.get("restart_s", timing["startup_s"])
+        time.sleep(max(0.0, run.started + delay - time.monotonic()))
     else:
         target = start + int(rng.integers(1, 9) if kind == "step" else rng.integers(1, 7))
         wait_for(lambda: not alive() or (run.progress(steps_per_epoch) or 0) >= target, 3600, 0.02)
@@ -190,16 +192,26 @@ def kill_once(kind: str, run: TrainProcess, run_dir: Path, rng: np.random.Genera
             "temporaries_after_kill": sorted(temporaries(run_dir))}
 
 
-def check_restart(kill: dict, run: TrainProcess, run_dir: Path, steps_per_epoch: int) -> None:
-    """Add to ``kill`` the step the restart ``run`` resumed from, the kill's temporaries still there once it
-    trains, and whether the kill was survived (no corrupt file, resumed from the checkpoint, no stale leftovers)."""
-    wait_for(lambda: run.process.poll() is not None or run.resumed_from() is not None, 3600, 0.05)
-    kill["resumed_from"] = run.resumed_from()
+def check_restart(pending: list[dict], run: TrainProcess, run_dir: Path, steps_per_epoch: int,
+                  timing: dict) -> None:
+    """Add to each kill in ``pending`` (the last, and the start-up kills just before it, which write nothing) the
+    step the restart ``run`` resumed from, the kill's temporaries still there once it trains, and whether the kill
+    was survived (no corrupt file, resumed from the checkpoint, no stale leftovers); empties ``pending``.
+    ``timing["restart_s"]``: the shortest time to the progress bar of a restart so far."""
+    if not pending:
+        return
+    wait_for(lambda: run.process.poll() is not None or run.progress(steps_per_epoch) is not None, 3600, 0.02)
+    timing["restart_s"] = min(timing.get("restart_s", np.inf), time.monotonic() - run.started)
+    resumed_from = run.resumed_from()
     wait_for(lambda: run.process.poll() is not None
-             or (run.progress(steps_per_epoch) or 0) > kill["checkpoint_step"], 3600, 0.05)
-    kill["stale_temporaries_after_restart"] = sorted(set(kill["temporaries_after_kill"]) & temporaries(run_dir))
-    kill["survived"] = (not kill["corrupt_files"] and kill["resumed_from"] == kill["checkpoint_step"]
-                        and not kill["stale_temporaries_after_restart"])
+             or (run.progress(steps_per_epoch) or 0) > resumed_from, 3600, 0.05)
+    now = temporaries(run_dir)
+    for kill in pending:
+        kill["resumed_from"] = resumed_from
+        kill["stale_temporaries_after_restart"] = sorted(set(kill["temporaries_after_kill"]) & now)
+        kill["survived"] = (not kill["corrupt_files"] and resumed_from == kill["checkpoint_step"]
+                            and not kill["stale_temporaries_after_restart"])
+    pending.clear()
 
 
 def final_weights(run_dir: Path) -> dict:
@@ -244,17 +256,19 @@ def main() -> int:
         print(f"  {timing['steps']} steps in {timing['seconds']:.0f} s (start-up {timing['startup_s']:.0f} s, "
               f"{timing['step_s']:.2f} s per step)", flush=True)
         run_dir = root / "killed"
-        kills = []
+        kills: list[dict] = []
+        pending: list[dict] = []  # kills whose restart is still to be checked
         run = TrainProcess(config_file, run_dir, root / "killed_0.log", args.threads)
         for index, kind in enumerate(kinds):
+            if kind != "startup":  # a start-up kill strikes before the restart could be checked
+                check_restart(pending, run, run_dir, steps_per_epoch, timing)
             kill = kill_once(kind, run, run_dir, rng, timing, steps_per_epoch)
-            run = TrainProcess(config_file, run_dir, root / f"killed_{index + 1}.log", args.threads)
-            if "missed" not in kill:
-                check_restart(kill, run, run_dir, steps_per_epoch)
             kills.append(kill)
+            pending += [kill] if "missed" not in kill else []
             print(f"  kill {index + 1:>2} ({kind:>13}): landed {kill.get('landed', '-'):>13}, step "
-                  f"{kill.get('steps_reached', '-')}, checkpoint {kill.get('checkpoint_step', '-')}, resumed from "
-                  f"{kill.get('resumed_from', '-')}, survived {kill.get('survived', kill.get('missed'))}", flush=True)
+                  f"{kill.get('steps_reached', '-')}, checkpoint {kill.get('checkpoint_step', '-')}", flush=True)
+            run = TrainProcess(config_file, run_dir, root / f"killed_{index + 1}.log", args.threads)
+        check_restart(pending, run, run_dir, steps_per_epoch, timing)
         run.process.wait()
         final_ok = run.process.returncode == 0
         straight, resumed = final_weights(root / "straight"), final_weights(run_dir)
@@ -278,6 +292,10 @@ def main() -> int:
         "wall_s": time.time() - started,
     }
     print(f"\nbench_kill_resume: {len(made)} SIGKILLs of `mgdepth train` (max_steps {args.max_steps})")
+    for index, kill in enumerate(kills):
+        print(f"  kill {index + 1:>2} ({kill['kind']:>13}): landed {kill.get('landed', '-'):>13}, step "
+              f"{kill.get('steps_reached', '-')}, checkpoint {kill.get('checkpoint_step', '-')}, resumed from "
+              f"{kill.get('resumed_from', '-')}, survived {kill.get('survived', kill.get('missed'))}")
     print(f"{'measure':<44}{'value':>20}")
     print(f"{'kills survived (resume from last checkpoint)':<44}{results['kills_survived']:>14} / {len(made):<3}")
     print(f"{'landed: step / weights / state / start-up':<44}{' / '.join(map(str, results['landed'].values())):>20}")

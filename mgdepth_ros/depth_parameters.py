@@ -31,7 +31,8 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     "transport": ("raw", "raw: sensor_msgs/Image on 'image'; compressed: CompressedImage on 'image/compressed'"),
     "input_reliability": ("auto", "auto: copy the image publisher's reliability (best effort until one is seen); "
                                   "reliable; best_effort"),
-    "queue_depth": (1, "input subscription queue depth (the newest frame wins anyway)"),
+    "queue_depth": (1, "input subscription queue depth (the newest frame wins anyway; frames the queue replaces "
+                       "are counted as lost)"),
     "max_gap_s": (0.5, "a larger gap between input stamps restarts the frame buffer (single-frame depth) "
                        "(DepthEstimator)"),
     "fallback_intrinsics": ([0.0, 0.0, 0.0, 0.0], "fx, fy, cx, cy in input pixels used when no camera_info has "

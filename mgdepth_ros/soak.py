@@ -32,11 +32,12 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.parameter_client import AsyncParameterClient
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from sensor_msgs.msg import CompressedImage, Image
 
+from mgdepth_core.data.synthetic import SyntheticSequence
 from mgdepth_core.outputs import rgb_image
 from mgdepth_ros import conversions
-from mgdepth_ros.harness import OUTPUT_TOPICS, RosSession, stamp_ns, wait_until
+from mgdepth_ros.harness import OUTPUT_TOPICS, FramePlayer, RosSession, make_header, stamp_ns, wait_until
 
 NODE_NAME = "mgdepth_depth"
 TOTAL_KEYS = ("received", "processed", "dropped", "skipped", "failed", "lost", "duplicates", "gaps")
@@ -176,7 +177,6 @@ class Observer(Node):
         self.outputs: Counter = Counter()
         self.depth_arrivals: dict[int, int] = {}
         self.diagnostics: dict[str, str] = {}
-        self.diagnostics_seen = 0
         self._lock = threading.Lock()
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=50, reliability=ReliabilityPolicy.RELIABLE)
         for topic, msg_type in OUTPUT_TOPICS.items():
@@ -195,11 +195,6 @@ class Observer(Node):
             if status.name == f"{NODE_NAME}: depth":
                 with self._lock:
                     self.diagnostics = {value.key: value.value for value in status.values}
-                    self.diagnostics_seen += 1
-
-    def total(self, key: str) -> int:
-        with self._lock:
-            return int(self.diagnostics.get(f"total_{key}", 0))
 
     def snapshot(self) -> dict[str, int]:
         """The node's totals (TOTAL_KEYS) and the depth messages received so far."""
@@ -207,20 +202,20 @@ class Observer(Node):
             return {**{key: int(self.diagnostics.get(f"total_{key}", 0)) for key in TOTAL_KEYS},
                     "depth_messages": self.outputs["depth/image_rect"]}
 
+    def copy_into(self, result: LegResult) -> None:
+        """Copy the depth arrivals, output counts and last /diagnostics values into ``result``."""
+        with self._lock:
+            result.depth_arrivals = dict(self.depth_arrivals)
+            result.outputs = Counter(self.outputs)
+            result.diagnostics = dict(self.diagnostics)
 
-class Feeder(Node):
-    """Publishes the soak's inputs: Image or CompressedImage on ``image`` / ``image/compressed`` and CameraInfo."""
+
+class Feeder(FramePlayer):
+    """Publishes the soak's inputs (Image or CompressedImage, and CameraInfo) and sets the node's parameters."""
 
     def __init__(self, context, config: SoakConfig, transport: str) -> None:
-        super().__init__("mgdepth_soak_feeder", context=context)
+        super().__init__(context, name="mgdepth_soak_feeder")
         self.compressed = transport == "compressed"
-        from mgdepth_core.data.synthetic import SyntheticSequence
-
-        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.RELIABLE)
-        self.pub_image = self.create_publisher(Image, "image", qos)
-        self.pub_compressed = self.create_publisher(CompressedImage, "image/compressed", qos)
-        self.pub_info = self.create_publisher(CameraInfo, "camera_info", QoSProfile(
-            history=HistoryPolicy.KEEP_LAST, depth=50, reliability=ReliabilityPolicy.RELIABLE))
         self.parameters = AsyncParameterClient(self, NODE_NAME)
         sizes = [(config.height, config.width), (config.height * 3 // 2, config.width * 5 // 3)]
         self.frames = {size: [SyntheticSequence(seed=config.seed + 1, num_frames=8, height=size[0], width=size[1])
@@ -235,12 +230,6 @@ class Feeder(Node):
     def _stamp(self) -> int:
         self.last_stamp = max(time.time_ns(), self.last_stamp + 1000)
         return self.last_stamp
-
-    def _info(self, K: np.ndarray, width: int, height: int, stamp: int, frame_id: str) -> CameraInfo:
-        header = _header(stamp, frame_id)
-        return CameraInfo(header=header, height=height, width=width, distortion_model="plumb_bob", d=[0.0] * 5,
-                          k=np.asarray(K, float).ravel().tolist(), r=np.eye(3).ravel().tolist(),
-                          p=np.concatenate([K, np.zeros((3, 1))], axis=1).ravel().tolist())
 
     def send(self, kind: str, index: int) -> int:
         """Publish one input of ``kind`` (``index`` picks the picture); returns its stamp (ns)."""
@@ -264,14 +253,12 @@ class Feeder(Node):
         elif kind == "late_camera_info":
             self.late_ids += 1
             frame_id, info_after = f"soak_late_camera_{self.late_ids}", True
-        header = _header(stamp, frame_id)
-        msg = self._message(kind, rgb, header)
-        info = self._info(K, rgb.shape[1], rgb.shape[0], stamp, frame_id)
+        msg = self._message(kind, rgb, make_header(stamp, frame_id))
         if kind != "missing_camera_info" and not info_after:
-            self.pub_info.publish(info)
+            self.publish_camera_info(K, rgb.shape[1], rgb.shape[0], stamp, frame_id)
         self._publish(msg)
         if info_after:
-            self.pub_info.publish(info)
+            self.publish_camera_info(K, rgb.shape[1], rgb.shape[0], stamp, frame_id)
         self.last_image = msg
         return stamp
 
@@ -316,12 +303,6 @@ class Feeder(Node):
                             "reason": result.reason if result else "no reply"})
 
         future.add_done_callback(done)
-
-
-def _header(stamp: int, frame_id: str):
-    header = conversions.Header(frame_id=frame_id)
-    header.stamp.sec, header.stamp.nanosec = divmod(int(stamp), 1_000_000_000)
-    return header
 
 
 def run_leg(transport: str, items: list[tuple[str, bool]], config: SoakConfig, weights: Path, log: Path,
@@ -376,10 +357,7 @@ def run_leg(transport: str, items: list[tuple[str, bool]], config: SoakConfig, w
             sampler.stop()
             result.rss_mb = sampler.samples
             result.alive_at_end = not gone()
-            with observer._lock:
-                result.depth_arrivals = dict(observer.depth_arrivals)
-                result.outputs = Counter(observer.outputs)
-                result.diagnostics = dict(observer.diagnostics)
+            observer.copy_into(result)
     finally:
         if not gone():
             node.send_signal(signal.SIGINT)

@@ -61,10 +61,11 @@ def print_table(results: dict) -> None:
     print(f"{'measure':<34}" + "".join(f"{leg['transport']:>22}" for leg in legs))
     for label, cell in rows:
         print(f"{label:<34}" + "".join(f"{cell(leg):>22}" for leg in legs))
-    print(f"{'kind: with depth / sent':<34}" + "".join(f"{'paced':>11}{'stream':>11}" for _ in legs))
+    print(f"{'kind: with depth / sent':<34}" + "".join(f"{'paced':>9}{'stream':>13}" for _ in legs))
     for kind in sorted({kind for leg in legs for kind in leg["by_kind"] | leg["paced"]}):
         cells = [leg[part].get(kind) for leg in legs for part in ("paced", "by_kind")]
-        print(f"{kind:<34}" + "".join(f"{'{with_depth} / {sent}'.format(**c) if c else '':>11}" for c in cells))
+        print(f"{kind:<34}" + "".join(f"{'{with_depth} / {sent}'.format(**c) if c else '':>{9 + 4 * (i % 2)}}"
+                                      for i, c in enumerate(cells)))
     for leg in legs:
         if leg["paced_unexpected"]:
             print(f"{leg['transport']}: paced inputs handled against expectation: {leg['paced_unexpected']}")

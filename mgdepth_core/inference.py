@@ -25,6 +25,7 @@ from mgdepth_core.models.resnet import fold_batch_norms
 from mgdepth_core.scale import ScaleEstimator
 
 log = logging.getLogger(__name__)
+MIN_IMAGE_SIZE = 2  # pixels: the smallest input height and width (resizing needs two samples per axis)
 
 
 @dataclass
@@ -225,7 +226,7 @@ class DepthEstimator:
             raise ValueError(f"image must be uint8 RGB, got dtype {image.dtype}")
         if image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"image must be H×W×3 RGB, got shape {image.shape}")
-        if image.shape[0] < 2 or image.shape[1] < 2:
+        if image.shape[0] < MIN_IMAGE_SIZE or image.shape[1] < MIN_IMAGE_SIZE:
             raise ValueError(f"image is too small: {image.shape}")
         K = np.asarray(K, dtype=np.float64)
         if K.shape != (3, 3) or not np.all(np.isfinite(K)) or K[0, 0] <= 0 or K[1, 1] <= 0:

@@ -31,7 +31,8 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     "transport": ("raw", "raw: sensor_msgs/Image on 'image'; compressed: CompressedImage on 'image/compressed'"),
     "input_reliability": ("auto", "auto: copy the image publisher's reliability (best effort until one is seen); "
                                   "reliable; best_effort"),
-    "queue_depth": (1, "input subscription queue depth (the newest frame wins anyway)"),
+    "queue_depth": (1, "input subscription queue depth (the newest frame wins anyway; frames the queue replaces "
+                       "are counted as lost)"),
     "max_gap_s": (0.5, "a larger gap between input stamps restarts the frame buffer (single-frame depth) "
                        "(DepthEstimator)"),
     "fallback_intrinsics": ([0.0, 0.0, 0.0, 0.0], "fx, fy, cx, cy in input pixels used when no camera_info has "
@@ -69,7 +70,16 @@ PARAMETERS: dict[str, tuple[object, str]] = {
 }
 DYNAMIC_TYPED = {"dynamic_objects"}  # accepts a bool or a string
 CHOICES = {"transport": ("raw", "compressed"), "input_reliability": RELIABILITY_MODES,
-           "instances_source": ("segmenter", "topic"), "scale_source": ("fixed", "camera_height", "odometry")}
+           "instances_source": ("segmenter", "topic"), "scale_source": ("fixed", "camera_height", "odometry"),
+           "mask_encoding": ("16UC1", "mono8")}
+MINIMUM = {"queue_depth": 1, "cloud_decimation": 1, "scale_window": 1, "stats_period_s": 0.05, "max_gap_s": 0.0,
+           "cloud_min_range": 0.0, "cloud_max_range": 0.0, "colorize_min_depth": 0.0, "colorize_max_depth": 0.0,
+           "marker_lifetime_s": 0.0, "warning_period_s": 0.0}
+# Read for every frame, so a change applies from the next one; every other parameter is read when the node starts
+# (the lifecycle node: on configure).
+LIVE = {"publish_depth", "publish_colorized", "publish_mask", "publish_cloud", "publish_odometry", "publish_objects",
+        "mask_encoding", "cloud_decimation", "cloud_min_range", "cloud_max_range", "cloud_colour",
+        "colorize_min_depth", "colorize_max_depth", "marker_lifetime_s", "odom_frame", "warning_period_s"}
 
 
 def declare_parameters(node: Node) -> None:
@@ -79,12 +89,33 @@ def declare_parameters(node: Node) -> None:
                                                                   dynamic_typing=name in DYNAMIC_TYPED))
 
 
+def value_error(name: str, value: object) -> str | None:
+    """Why ``value`` is not a valid value of parameter ``name`` (None when it is)."""
+    if name in CHOICES and value not in CHOICES[name]:
+        return f"parameter {name} must be one of {', '.join(CHOICES[name])}, got {value!r}"
+    if name in MINIMUM and not value >= MINIMUM[name]:
+        return f"parameter {name} must be at least {MINIMUM[name]}, got {value!r}"
+    return None
+
+
+def change_error(name: str, value: object, running: bool) -> str | None:
+    """Why a node (``running``: with its estimator built) refuses to set parameter ``name`` to ``value`` (None when
+    it accepts): a bad value, or a parameter read only when the node starts."""
+    if running and name in PARAMETERS and name not in LIVE:
+        return (f"parameter {name} is read when the node starts (the lifecycle node: on configure): restart it (or "
+                "cleanup and configure) to change it; the output settings (publish_*, cloud_*, colorize_*, "
+                "mask_encoding, odom_frame, marker_lifetime_s, warning_period_s) change while it runs")
+    return value_error(name, value)
+
+
 def read_parameters(node: Node) -> dict[str, object]:
-    """The current values of the declared parameters; a value outside its choices raises ValueError."""
+    """The current values of the declared parameters; a value outside its choices or below its minimum raises
+    ValueError."""
     p = {name: node.get_parameter(name).value for name in PARAMETERS}
-    for name, choices in CHOICES.items():
-        if p[name] not in choices:
-            raise ValueError(f"parameter {name} must be one of {', '.join(choices)}, got {p[name]!r}")
+    for name, value in p.items():
+        error = value_error(name, value)
+        if error:
+            raise ValueError(error)
     return p
 
 

@@ -2,7 +2,9 @@
 
 Frames arrive in subscription callbacks and go to a one-slot buffer; a worker thread runs the estimator on the
 newest frame, so a slow model drops stale frames instead of queueing them. A bad message costs a warning, never
-the node.
+the node. Every image is counted once in :attr:`DepthProcessing.totals` (and on /diagnostics): received, then
+processed, dropped (replaced in the buffer), skipped (unusable, warned) or failed; lost (replaced in the
+subscription's queue before the node took it: a gap in the publisher's sequence numbers); or a duplicate.
 """
 
 from __future__ import annotations
@@ -18,17 +20,21 @@ import numpy as np
 import rclpy
 import torch
 from nav_msgs.msg import Odometry
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
 from mgdepth_core.dynamic import FrameInstances, resize_instances
 from mgdepth_core.dynamic_tracking import DynamicObject, DynamicObjectTracker
+from mgdepth_core.inference import MIN_IMAGE_SIZE
 from mgdepth_core.outputs import OdometryAccumulator, OdometryState, UnsupportedEncodingError, intrinsics_valid
 from mgdepth_core.scale import PositionHistory
 from mgdepth_ros import conversions
 from mgdepth_ros.depth_parameters import (
+    change_error,
     declare_parameters,
     dynamic_objects_config,
     estimator_from_parameters,
@@ -40,6 +46,8 @@ from mgdepth_ros.qos import AdaptiveSubscription, spin_until_shutdown
 CAMERA_INFO_WAIT_S = 0.2  # how long a frame waits for a camera_info of its frame_id that has not arrived yet
 INSTANCES_WAIT_S = 0.2  # how long a frame waits for its instance map (instances_source topic) before going without
 INSTANCES_KEPT = 30  # instance maps kept by stamp for frames still to come
+CAMERA_INFOS_KEPT = 32  # camera_infos kept, the newest of each frame_id (a stream of new frame_ids cannot grow it)
+TOTALS = ("received", "processed", "dropped", "skipped", "failed", "lost", "duplicates", "gaps")
 
 
 @dataclass
@@ -59,6 +67,7 @@ class DepthProcessing:
     def _init_depth(self) -> None:
         """Declare the parameters; counters and locks that live as long as the node."""
         declare_parameters(self)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
         self.p: dict[str, object] = {}
         self.dynamic_config = None
         self.estimator = None
@@ -76,11 +85,12 @@ class DepthProcessing:
         self._lock = threading.Condition()
         self._pending: _Frame | None = None
         self._last_received: tuple[str, int, int] | None = None
+        self._last_sequence: int | None = None  # publication sequence number of the last image message
         self._instances: dict[int, Image] = {}  # instance maps by stamp (ns), instances_source topic
         self._instances_lock = threading.Lock()
         self._odometry_lock = threading.Lock()
         self._stats: Counter[str] = Counter()
-        self.totals: Counter[str] = Counter()  # received, processed, dropped, gaps since start
+        self.totals: Counter[str] = Counter()  # TOTALS since start
         self._latencies_ms: list[float] = []
         self._inference_ms: list[float] = []
         self._stats_since = time.monotonic()
@@ -192,9 +202,26 @@ class DepthProcessing:
         for subscription in self._input_subscriptions():
             subscription.refresh()
 
+    def _on_set_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
+        """A parameter change while the node runs: refused with the reason for a bad value or a parameter read only
+        at start; an output setting (depth_parameters.LIVE) applies from the next frame."""
+        running = self.estimator is not None
+        for parameter in parameters:
+            reason = change_error(parameter.name, parameter.value, running)
+            if reason:
+                return SetParametersResult(successful=False, reason=reason)
+        for parameter in parameters:
+            if parameter.name in self.p:
+                self.p[parameter.name] = parameter.value  # the publishers share this dict
+        return SetParametersResult(successful=True)
+
     # ---------------------------------------------------------------- input
     def _on_camera_info(self, msg: CameraInfo) -> None:
-        self._camera_infos[msg.header.frame_id] = msg
+        infos = self._camera_infos
+        infos.pop(msg.header.frame_id, None)  # the newest goes last, the oldest frame_id first out
+        infos[msg.header.frame_id] = msg
+        while len(infos) > CAMERA_INFOS_KEPT:
+            infos.pop(next(iter(infos)), None)
 
     def _on_odometry(self, msg: Odometry) -> None:
         position = msg.pose.pose.position
@@ -249,10 +276,19 @@ class DepthProcessing:
                       f"{width}×{height}: resizing it (nearest)")
         return instances_from_ids(external)
 
-    def _on_image(self, msg: Image | CompressedImage) -> None:
+    def _on_image(self, msg: Image | CompressedImage, info: dict) -> None:
+        """``info``: the rmw message info, whose publication sequence number shows the frames lost before this
+        callback (assuming one publisher; a lower number starts over: a restarted publisher)."""
         key = (msg.header.frame_id, msg.header.stamp.sec, msg.header.stamp.nanosec)
+        sequence = int(info.get("publication_sequence_number", 0))
         with self._lock:
-            if key == self._last_received:  # the same frame through a second subscription (QoS switch)
+            if 0 < sequence < 2 ** 63:  # the rmw reports it (UINT64_MAX where it cannot)
+                if self._last_sequence is not None and sequence > self._last_sequence + 1:
+                    self._count("lost", sequence - self._last_sequence - 1)
+                if key != self._last_received or self._last_sequence is None or sequence > self._last_sequence:
+                    self._last_sequence = sequence
+            if key == self._last_received:  # the same frame again: repeated, or through a second subscription
+                self._count("duplicates")
                 return
             self._last_received = key
             if self._pending is not None:
@@ -261,9 +297,9 @@ class DepthProcessing:
             self._count("received")
             self._lock.notify()
 
-    def _count(self, key: str) -> None:
-        self._stats[key] += 1
-        self.totals[key] += 1
+    def _count(self, key: str, count: int = 1) -> None:
+        self._stats[key] += count
+        self.totals[key] += count
 
     def warn(self, kind: str, text: str) -> None:
         """Count a warning of ``kind`` and log it, at most once per ``warning_period_s`` for each kind."""
@@ -282,11 +318,16 @@ class DepthProcessing:
                     return
                 frame, self._pending = self._pending, None
             try:
-                self._process(frame)
+                outcome = "processed" if self._process(frame) else "skipped"
             except Exception as error:  # one bad frame must not take the node down
+                outcome = "failed"
                 stamp = frame.msg.header.stamp
                 self.warn("processing_failed", f"frame at {stamp.sec}.{stamp.nanosec:09d} s failed: "
                           f"{type(error).__name__}: {error}")
+            with self._lock:
+                self._count(outcome)
+                if outcome == "processed":
+                    self._latencies_ms.append((time.monotonic() - frame.received) * 1e3)
 
     def _intrinsics(self, header: Header, height: int, width: int) -> np.ndarray | None:
         """K in input pixels from the cached camera_info of ``header.frame_id`` (scaled where the camera_info
@@ -300,7 +341,7 @@ class DepthProcessing:
             fx, fy, cx, cy = (float(v) for v in self.p["fallback_intrinsics"])
             if fx > 0 and fy > 0:
                 return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
-            known = ", ".join(repr(k) for k in self._camera_infos) or "none yet"
+            known = ", ".join(repr(k) for k in list(self._camera_infos)) or "none yet"
             self.warn("missing_camera_info", f"no camera_info for frame_id {header.frame_id!r} (have: {known}); "
                       "skipping the frame (set fallback_intrinsics to use fixed intrinsics)")
             return None
@@ -318,18 +359,23 @@ class DepthProcessing:
         return K
 
     # ---------------------------------------------------------------- processing
-    def _process(self, frame: _Frame) -> None:
+    def _process(self, frame: _Frame) -> bool:
+        """Depth and the other outputs of one frame; False where the frame is unusable (warned)."""
         msg = frame.msg
         header = msg.header
         try:
             rgb = (conversions.image_to_rgb(msg) if isinstance(msg, Image) else conversions.compressed_to_rgb(msg))
         except (UnsupportedEncodingError, ValueError) as error:
             self.warn("bad_image", f"{error}; skipping the frame")
-            return
+            return False
         height, width = rgb.shape[:2]
+        if height < MIN_IMAGE_SIZE or width < MIN_IMAGE_SIZE:
+            self.warn("bad_image", f"image {width}×{height} is smaller than {MIN_IMAGE_SIZE}×{MIN_IMAGE_SIZE}; "
+                      "skipping the frame")
+            return False
         K = self._intrinsics(header, height, width)
         if K is None:
-            return
+            return False
         stamp_ns = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
         measured_translation = self._measured_translation(stamp_ns)
         dt = 0.0
@@ -368,9 +414,7 @@ class DepthProcessing:
         if not np.isfinite(result.depth).any():
             self.warn("invalid_depth", "the estimator returned no finite depth for this frame")
         self.outputs.publish(result, header, self._odometry(result, dt) if self.p["publish_odometry"] else None)
-        with self._lock:
-            self._count("processed")
-            self._latencies_ms.append((time.monotonic() - frame.received) * 1e3)
+        return True
 
     def _odometry(self, result, dt: float) -> OdometryState:
         """The camera pose chained with this frame's motion (kept where the pose is unusable, warned)."""
@@ -386,6 +430,7 @@ class DepthProcessing:
         period = max(now - self._stats_since, 1e-9)
         with self._lock:
             stats, latencies, inference = self._stats.copy(), self._latencies_ms, self._inference_ms
+            totals = {f"total_{key}": str(self.totals[key]) for key in TOTALS}
             self._stats, self._latencies_ms, self._inference_ms, self._stats_since = Counter(), [], [], now
         rate_in, rate_out = stats["received"] / period, stats["processed"] / period
         latency = f"{np.mean(latencies):.0f} ms (max {np.max(latencies):.0f})" if latencies else "n/a"
@@ -393,11 +438,13 @@ class DepthProcessing:
         if stats["received"] or stats["processed"]:
             warnings = sum(self.warning_counts.values())
             self.get_logger().info(f"in {rate_in:.1f} Hz, out {rate_out:.1f} Hz, dropped {stats['dropped']}, "
+                                   f"lost {stats['lost']}, "
                                    f"latency {latency}, inference {infer}, warnings {warnings}")
         values = {"input_rate_hz": f"{rate_in:.2f}", "output_rate_hz": f"{rate_out:.2f}",
-                  "dropped": str(stats["dropped"]), "gaps": str(stats["gaps"]), "latency_ms": latency,
+                  "dropped": str(stats["dropped"]), "lost": str(stats["lost"]), "gaps": str(stats["gaps"]),
+                  "latency_ms": latency,
                   "inference_ms": infer, "scale": f"{self.scale[0]:.4g}", "scale_source": self.scale[1],
-                  **{f"warnings_{k}": str(v) for k, v in self.warning_counts.items()}}
+                  **totals, **{f"warnings_{k}": str(v) for k, v in self.warning_counts.items()}}
         self.outputs.publish_diagnostics(f"{self.get_name()}: depth", bool(stats["processed"] or not stats["received"]),
                                          "processing" if stats["processed"] else "waiting for frames", values,
                                          self.get_clock().now().to_msg())

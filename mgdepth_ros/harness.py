@@ -63,7 +63,7 @@ class FramePlayer(Node):
                       image: Image | None = None, compressed: bytes | None = None) -> None:
         """Publish camera_info (unless ``K`` is None), then the image: ``rgb`` as rgb8, a prepared ``image``
         message, or ``compressed`` JPEG/PNG bytes. ``stamp``: nanoseconds."""
-        header = _header(stamp, frame_id)
+        header = make_header(stamp, frame_id)
         if K is not None:
             height, width = rgb.shape[:2] if rgb is not None else (image.height, image.width)
             self.publish_camera_info(K, width, height, stamp, frame_id)
@@ -84,17 +84,18 @@ class FramePlayer(Node):
     @staticmethod
     def instances_msg(ids: np.ndarray, stamp: int, frame_id: str) -> Image:
         """The 16UC1 Image of an H×W instance id map."""
-        return conversions.image_msg(mask_image(ids), _header(stamp, frame_id))
+        return conversions.image_msg(mask_image(ids), make_header(stamp, frame_id))
 
     def publish_camera_info(self, K: np.ndarray, width: int, height: int, stamp: int, frame_id: str) -> None:
         """CameraInfo with intrinsics ``K`` (pixels of a width×height image), no distortion."""
         self.pub_info.publish(CameraInfo(
-            header=_header(stamp, frame_id), height=height, width=width, distortion_model="plumb_bob", d=[0.0] * 5,
+            header=make_header(stamp, frame_id), height=height, width=width, distortion_model="plumb_bob", d=[0.0] * 5,
             k=np.asarray(K, float).ravel().tolist(), r=np.eye(3).ravel().tolist(),
             p=np.concatenate([K, np.zeros((3, 1))], axis=1).ravel().tolist()))
 
 
-def _header(stamp: int, frame_id: str):
+def make_header(stamp: int, frame_id: str):
+    """std_msgs/Header with ``stamp`` (ns) and ``frame_id``."""
     header = conversions.Header(frame_id=frame_id)
     header.stamp.sec, header.stamp.nanosec = divmod(int(stamp), 1_000_000_000)
     return header

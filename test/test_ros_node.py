@@ -125,6 +125,10 @@ def test_bad_messages_warn_and_the_node_keeps_publishing(ros, sequence):
     assert wait_until(lambda: node.warning_counts["bad_image"] > before["bad_image"])
     assert send(ros, sequence, 6, stamp + PERIOD_NS)["depth/image_rect"] is not None
     stamp += 2 * PERIOD_NS
+    one_pixel = np.zeros((1, 1, 3), np.uint8)  # too small to resize: skipped as a bad image, not a failure
+    player.publish_frame(one_pixel, sequence.K, stamp, FRAME)
+    assert wait_until(lambda: node.warning_counts["bad_image"] == before["bad_image"] + 2)
+    stamp += PERIOD_NS
 
     small = SyntheticSequence(seed=3, num_frames=2, height=64, width=160)
     frame = small.frame(1)
@@ -159,6 +163,37 @@ def test_bad_messages_warn_and_the_node_keeps_publishing(ros, sequence):
     assert (odometry.x, odometry.y, odometry.z) == (0.0, 0.0, 0.0)  # odometry restarted at the loop
     assert send(ros, sequence, 10, backwards + PERIOD_NS)["points"] is not None
     assert node.warning_counts["processing_failed"] == 0
+
+
+def test_lost_and_repeated_frames_are_counted(ros):
+    """A gap in the publisher's sequence numbers = frames the subscription queue replaced before the node took
+    them (lost); the same frame again is a duplicate. Both reach /diagnostics with the other totals."""
+    node, player, collector = ros
+    before = node.totals.copy()
+    unusable = Image(height=2, width=2, encoding="16UC1", step=4)  # skipped quickly, whatever the stamp
+    unusable.data = bytes(8)
+    base = node._last_sequence or 0
+    for offset, sec in ((1, 901), (5, 902), (6, 902)):  # 3 lost between the first two, then 902 again
+        unusable.header.stamp.sec = sec
+        node._on_image(unusable, {"publication_sequence_number": base + offset})
+    assert node.totals["lost"] - before["lost"] == 3 and node.totals["duplicates"] - before["duplicates"] == 1
+    assert node.totals["received"] - before["received"] == 2
+    resolved = ("processed", "dropped", "skipped", "failed")
+    assert wait_until(lambda: sum(node.totals[k] for k in resolved) == node.totals["received"])
+
+
+def test_parameter_changes_while_running_apply_to_outputs_only(ros):
+    node, player, collector = ros
+    result = node.set_parameters([rclpy.parameter.Parameter("publish_colorized", value=False)])[0]
+    assert result.successful and node.p["publish_colorized"] is False and node.outputs.p["publish_colorized"] is False
+    assert node.set_parameters([rclpy.parameter.Parameter("publish_colorized", value=True)])[0].successful
+    method = node.get_parameter("method").value
+    other = {"manydepth": "manydepth2", "manydepth2": "manydepth"}[method]
+    refused = node.set_parameters([rclpy.parameter.Parameter("method", value=other)])[0]
+    assert not refused.successful and "read when the node starts" in refused.reason
+    assert node.get_parameter("method").value == node.p["method"] == method
+    bad = node.set_parameters([rclpy.parameter.Parameter("cloud_decimation", value=0)])[0]
+    assert not bad.successful and "at least 1" in bad.reason and node.p["cloud_decimation"] == 1
 
 
 def test_node_builds_its_estimator_from_parameters():

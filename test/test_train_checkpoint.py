@@ -73,6 +73,34 @@ def test_interrupted_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     assert checkpoints.load_checkpoint(run)[1].name == "weights_0_1"
 
 
+def test_what_a_killed_save_leaves_is_never_a_loadable_name_and_goes_on_restart(tmp_path, monkeypatch):
+    """A process killed while saving leaves temporaries (weights folder being written, state.pt.tmp, a folder
+    being deleted); none carries a checkpoint name, and the next start removes them."""
+    run = tmp_path / "run"
+    Trainer(tiny_config(tmp_path, max_steps=1, save_every_steps=1), run).train()
+
+    def killed_while_deleting(path, ignore_errors=False):
+        raise KeyboardInterrupt  # as if the process died in the middle of deleting the older mid-epoch folder
+
+    monkeypatch.setattr(checkpoints.shutil, "rmtree", killed_while_deleting)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(tiny_config(tmp_path, max_steps=2, save_every_steps=1), run, resume=True).train()
+    monkeypatch.undo()
+    models = sorted(os.listdir(run / "models"))
+    assert models == [f".weights_0_1.old-{os.getpid()}", "weights_0_2"]  # never a half-deleted weights_0_1
+    (run / "models" / ".weights_0_3.k2j4_x").mkdir()  # a weights folder being written
+    (run / "models" / ".weights_0_3.k2j4_x" / "encoder.pth").write_bytes(b"half")
+    (run / ".state.pt.abc123.tmp").write_bytes(b"half")
+    (run / ".config.yaml.999.tmp").write_text("half")
+
+    resumed = Trainer(tiny_config(tmp_path, max_steps=3, save_every_steps=1), run, resume=True)
+    assert resumed.step == 2
+    resumed.train()
+    assert sorted(os.listdir(run / "models")) == ["weights_0_3"]
+    assert not list(run.glob(".*"))
+    assert checkpoints.load_checkpoint(run)[0]["step"] == 3
+
+
 class _NaNAfter(DynamicObjectsHook):
     def __init__(self, calls: int):
         self.calls = calls

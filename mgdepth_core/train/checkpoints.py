@@ -13,7 +13,9 @@ A run folder holds::
 
 Every file and folder is written under a temporary name and moved into place with ``os.replace``, and
 ``state.pt`` is replaced only after its weights folder is complete, so an interrupted save never leaves a
-checkpoint that points at half-written weights.
+checkpoint that points at half-written weights. A folder is renamed to a temporary name before it is deleted, so
+none is ever seen half-deleted. What a killed process leaves under temporary names (``.*.tmp`` files,
+``models/.weights_*`` folders) is removed when training starts again (:func:`remove_stale_temporaries`).
 
 Format 1 ``state.pt`` files (before format 2) pickled Python's and NumPy's RNG states as objects and can only be read
 by the full unpickler, which runs whatever code a file names. They are refused; :func:`convert_legacy_state`
@@ -82,6 +84,27 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _remove_folder(folder: Path) -> None:
+    """Rename ``folder`` to a temporary name, then delete it."""
+    hidden = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+    os.replace(folder, hidden)
+    shutil.rmtree(hidden, ignore_errors=True)
+
+
+def remove_stale_temporaries(run_dir: Path) -> list[str]:
+    """Delete what interrupted saves left in ``run_dir``: temporary files (``.*.tmp``) and temporary or
+    half-deleted weights folders (``models/.weights_*``). Only while no other process writes to the run folder (the
+    trainer calls it on start). Returns the names removed."""
+    run_dir = Path(run_dir)
+    stale = [*run_dir.glob(".*.tmp"), *(run_dir / "models").glob(".weights_*")]
+    for path in stale:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return [str(path.relative_to(run_dir)) for path in stale]
+
+
 def _replace_folder(tmp: Path, final: Path) -> None:
     if final.exists():
         old = final.with_name(f".{final.name}.old-{os.getpid()}")
@@ -113,7 +136,7 @@ def save_checkpoint(run_dir: Path, model: torch.nn.Module, weights_name: str, st
     atomic_torch_save({**state, "weights": weights_name, "format": STATE_FORMAT}, run_dir / STATE_FILE)
     for folder in models_dir.iterdir():
         if folder.name != weights_name and _STEP_FOLDER.match(folder.name):
-            shutil.rmtree(folder, ignore_errors=True)
+            _remove_folder(folder)
     return final
 
 

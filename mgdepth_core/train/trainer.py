@@ -530,6 +530,9 @@ class Trainer:
         if self.context.is_main:
             from torch.utils.tensorboard import SummaryWriter
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            stale = checkpoints.remove_stale_temporaries(self.run_dir)
+            if stale:
+                LOG.info("removed what an interrupted save left behind: %s", ", ".join(stale))
             save_config(self.config, self.run_dir / checkpoints.CONFIG_FILE)
             self.writer = SummaryWriter(str(self.run_dir))
         previous_handlers = self._install_interrupt_handlers()

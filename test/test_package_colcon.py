@@ -114,7 +114,8 @@ def test_rviz_layout_shows_every_output_in_the_camera_frame():
     assert layout["Global Options"]["Fixed Frame"] == "camera_optical"
     displays = {d["Topic"]["Value"]: d for d in layout["Displays"]}
     assert set(displays) == {"/image", "/depth/image_rect", "/depth/colorized", "/dynamic_mask", "/points",
-                             "/odometry", "/dynamic_objects/markers"}
+                             "/odometry", "/dynamic_objects/markers", "/static_reference"}
+    assert displays["/static_reference"]["Enabled"] is False  # off: the node then does not compute it
     depth = displays["/depth/image_rect"]
     assert (depth["Normalize Range"], depth["Min Value"], depth["Max Value"]) == (False, 0, 80)
     assert displays["/points"]["Class"] == "rviz_default_plugins/PointCloud2"

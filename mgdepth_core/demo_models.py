@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from mgdepth_core import __version__
 from mgdepth_core.config import option, to_dict
+from mgdepth_core.download import sha256_of
 
 LOG = logging.getLogger("mgdepth.demo_models")
 MARKER = "complete.json"
@@ -126,14 +127,6 @@ def model_key(name: str, config, depends_on: tuple[str, ...] = ()) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MARKER)
 
@@ -152,14 +145,14 @@ def check_complete(folder: Path) -> str | None:
     if set(present) != set(expected):
         return f"files differ from {MARKER}: {sorted(set(present) ^ set(expected))[:3]}"
     for name, path in present.items():
-        if _sha256(path) != expected[name]:
+        if sha256_of(path) != expected[name]:
             return f"{name} does not match its checksum (corrupt or changed)"
     return None
 
 
 def _publish(staging: Path, final: Path, record: dict) -> None:
     """Write ``complete.json`` (checksums of every staged file) last, then rename the staging folder into place."""
-    record = {**record, "files": {str(p.relative_to(staging)): _sha256(p) for p in _files(staging)}}
+    record = {**record, "files": {str(p.relative_to(staging)): sha256_of(p) for p in _files(staging)}}
     marker = staging / (MARKER + ".tmp")
     marker.write_text(json.dumps(record, indent=2) + "\n")
     os.replace(marker, staging / MARKER)

@@ -362,13 +362,15 @@ class DepthEstimator:
                       ) -> tuple[np.ndarray, np.ndarray | None]:
         """What the cost volume matched against (DepthResult.lookup_image: Manydepth2's static reference, else
         ``previous``, 1×3×h×w) and Manydepth2's motion mask, both at ``shape`` H×W."""
-        lookup = outputs.get("lookup_image", previous)
-        lookup = torch.nn.functional.interpolate(lookup.float(), size=shape, mode="bilinear", align_corners=False)
+        lookup = outputs.get("lookup_image", previous).float()
+        if tuple(lookup.shape[-2:]) != shape:  # the lookup is built at the network's size, as the depth: rarely
+            lookup = torch.nn.functional.interpolate(lookup, size=shape, mode="bilinear", align_corners=False)
         image = (lookup[0].clamp(0, 1).permute(1, 2, 0) * 255).round().byte().cpu().numpy()
         motion = outputs.get("motion_mask")
         if motion is not None:
-            motion = torch.nn.functional.interpolate(motion.float(), size=shape, mode="nearest")[0, 0].bool()
-            motion = motion.cpu().numpy()
+            if tuple(motion.shape[-2:]) != shape:  # static_reference_resolution quarter
+                motion = torch.nn.functional.interpolate(motion.float(), size=shape, mode="nearest")
+            motion = motion[0, 0].bool().cpu().numpy()
         return image, motion
 
     def _network_units(self, motion: np.ndarray) -> torch.Tensor:

@@ -19,6 +19,7 @@ from mgdepth_core.models.hrnet import HRNetEncoder, HRNetEncoderMatching
 from mgdepth_core.models.pose import PoseDecoder
 from mgdepth_core.models.resnet import ResnetEncoder
 from mgdepth_core.models.static_reference import build_static_reference
+from mgdepth_core.stages import stage
 
 FLOW_SCALE = 2  # the flow network's output and the cost volume live at 1/4 resolution
 
@@ -114,16 +115,18 @@ class Manydepth2Model(MultiFrameDepthModel):
             if flow is None:
                 raw_image, raw_lookup = context.get("raw_image"), context.get("raw_lookup")
                 flow_image = image if raw_image is None else raw_image
-                image_flow_features = self.flow_features(flow_image)
-                flow = self.quarter_flow(flow_image, lookup if raw_lookup is None else raw_lookup,
-                                         image_flow_features, context.get("lookup_flow_features"))
+                with stage("flow"):
+                    image_flow_features = self.flow_features(flow_image)
+                    flow = self.quarter_flow(flow_image, lookup if raw_lookup is None else raw_lookup,
+                                             image_flow_features, context.get("lookup_flow_features"))
                 if image_flow_features is not None:
                     extra["flow_features"] = image_flow_features
             config = self.config
-            static = build_static_reference(image, lookup, flow, teacher_depth.detach(), T_lookup_current, K,
-                                            config.static_reference, config.motion_threshold_px,
-                                            config.static_reference_blend, config.static_reference_resolution,
-                                            config.clear_old_positions)
+            with stage("static_reference"):
+                static = build_static_reference(image, lookup, flow, teacher_depth.detach(), T_lookup_current, K,
+                                                config.static_reference, config.motion_threshold_px,
+                                                config.static_reference_blend, config.static_reference_resolution,
+                                                config.clear_old_positions)
             lookup = static.lookup
             extra.update(lookup_image=lookup, static_reference=static.static_reference,
                          motion_mask=static.motion_mask)
@@ -131,7 +134,8 @@ class Manydepth2Model(MultiFrameDepthModel):
         if lookup_features is None:
             if lookup is None:
                 raise ValueError("multi_frame_forward needs the lookup image or context['lookup_features']")
-            lookup_features = self.matching_features(lookup)
+            with stage("encoder"):
+                lookup_features = self.matching_features(lookup)
         outputs = self.student_network(image, lookup_features, T_lookup_current, K)
         outputs.update(extra)
         return outputs

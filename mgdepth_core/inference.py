@@ -6,6 +6,7 @@ The ROS node, ``mgdepth process-bag``, ``mgdepth infer`` and the benchmarks all 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import tempfile
 import time
@@ -17,6 +18,7 @@ import cv2
 import numpy as np
 import torch
 
+from mgdepth_core.acceleration import autocast_dtype, compile_networks
 from mgdepth_core.config import from_dict, option, to_dict
 from mgdepth_core.dynamic import DynamicObjectsConfig, FrameInstances
 from mgdepth_core.dynamic_tracking import DynamicObject, DynamicObjectTracker
@@ -83,7 +85,17 @@ class EstimatorConfig:
     channels_last: bool = option(True, "channels-last memory format for the networks (faster convolutions)")
     fold_batch_norm: bool = option(True, "fold batch norms into the preceding convolutions (only for a model the "
                                          "estimator built itself, see from_weights)")
-    autocast: bool = option(True, "float16 autocast on CUDA (the cost volume itself stays float32)")
+    autocast: Literal["auto", "off", "float16", "bfloat16"] = option(
+        "auto", "mixed precision for the networks: auto = float16 on CUDA, off on the CPU; bfloat16 also pays on "
+                "CPUs with AVX-512 BF16 (an approximation: see docs/inference.md); the cost volume, the static "
+                "reference and the flow's matching stay float32")
+    compile: Literal["off", "default", "reduce-overhead"] = option(
+        "off", "torch.compile the networks (the first frames compile them: minutes on a CPU); reduce-overhead "
+               "replays CUDA graphs on CUDA (fixed image size)")
+    flow_input_scale: float = option(0.0, "Manydepth2: run the optical flow on frames resized by this factor "
+                                          "(0.5 = 4× fewer pixels, an approximation); 0 = the model's setting")
+    cost_volume_bin_step: int = option(1, "compute the matching cost at every Nth depth bin and interpolate the "
+                                          "others linearly (an approximation for speed); 1 = every bin")
     num_threads: int = option(0, "torch CPU threads (and onnxruntime's); 0 = leave the library's setting")
     backend: Literal["torch", "onnxruntime"] = option(
         "torch", "run the networks in torch, or as exported ONNX graphs on onnxruntime's CPU provider (device cpu; "
@@ -144,6 +156,12 @@ class DepthEstimator:
             fold_batch_norms(self.model)
         if config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        self.autocast_dtype = autocast_dtype(config.autocast, self.device)
+        if config.flow_input_scale:
+            model.config = dataclasses.replace(model.config, flow_input_scale=config.flow_input_scale)
+        model.encoder.bin_step = config.cost_volume_bin_step
+        if config.compile != "off":
+            compile_networks(model, config.compile)
         model_config = model.config
         self.height = config.height or model_config.height
         self.width = config.width or model_config.width
@@ -293,8 +311,8 @@ class DepthEstimator:
         current = self._to_tensor(resized)
         K_tensor = torch.from_numpy(K_net).float().unsqueeze(0).to(self.device)
         timings: dict[str, float] = {"preprocess": 0.0}
-        autocast = torch.autocast("cuda", dtype=torch.float16,
-                                  enabled=self.device.type == "cuda" and self.config.autocast)
+        autocast = torch.autocast(self.device.type, dtype=self.autocast_dtype,
+                                  enabled=self.autocast_dtype is not None)
         with torch.inference_mode(), autocast:
             mark = self._sync()
             timings["preprocess"] = (mark - started) * 1000

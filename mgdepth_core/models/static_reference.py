@@ -135,7 +135,8 @@ def build_static_reference(image: torch.Tensor, reference: torch.Tensor, flow: t
         raise ValueError(f"static_reference_resolution must be 'full' or 'quarter', got {resolution!r}")
     if image.shape != reference.shape or image.shape[1] != 3:
         raise ValueError(f"image {tuple(image.shape)} and reference {tuple(reference.shape)} must both be B×3×H×W")
-    with torch.no_grad():
+    with torch.no_grad(), torch.autocast(image.device.type, enabled=False):  # geometry in float32
+        image, reference, flow, depth = image.float(), reference.float(), flow.float(), depth.float()
         if mode == "release":
             return _release(image, reference, flow, depth, T_reference_current, K)
         full = tuple(image.shape[-2:])

@@ -35,7 +35,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_inference import MIN_BIN, MAX_BIN, OriginalManydepth, make_frames, peak_rss_mb
+from bench_inference import MAX_BIN, MIN_BIN, OriginalManydepth, make_frames, peak_rss_mb
+from original_manydepth import save_original_networks  # test/, on the path through bench_inference
+from random_networks import calibrate_batch_norms
 from results_io import write_results
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -44,28 +46,36 @@ from mgdepth_core.models import ModelConfig, build_model
 from mgdepth_core.stages import STAGES, StageTimer
 
 REPO = Path(__file__).resolve().parents[1]
-APPROXIMATE = dict(flow_input_scale=0.5, cost_volume_bin_step=2)
-CONFIGS = {  # name → (ModelConfig fields, EstimatorConfig fields)
-    "manydepth": (dict(method="manydepth"), {}),
-    "manydepth2_reference": (dict(method="manydepth2"), dict(fold_batch_norm=False, channels_last=False,
-                                                            autocast="off")),
-    "manydepth2": (dict(method="manydepth2"), {}),
-    "manydepth2_compiled": (dict(method="manydepth2"), dict(compile="default")),
-    "manydepth2_bf16": (dict(method="manydepth2"), dict(autocast="bfloat16")),
-    "manydepth2_half_flow": (dict(method="manydepth2"), dict(flow_input_scale=0.5)),
-    "manydepth2_bins_step2": (dict(method="manydepth2"), dict(cost_volume_bin_step=2)),
-    "manydepth2_fast": (dict(method="manydepth2"), dict(APPROXIMATE, autocast="bfloat16")),
-    "manydepth2_nf": (dict(method="manydepth2", flow="none"), {}),
+MD2 = dict(method="manydepth2")
+RELEASE = dict(method="manydepth2", static_reference="release")
+FAST = dict(flow_input_scale=0.5, cost_volume_bin_step=2, autocast="bfloat16")
+UNOPTIMISED = dict(fold_batch_norm=False, channels_last=False, autocast="off")
+CONFIGS = {  # name → ModelConfig fields, EstimatorConfig fields, the configuration its depth is compared with
+    "manydepth": (dict(method="manydepth"), {}, None),
+    "manydepth2_reference": (MD2, UNOPTIMISED, None),
+    "manydepth2": (MD2, {}, "manydepth2_reference"),
+    "manydepth2_compiled": (MD2, dict(compile="default"), "manydepth2_reference"),
+    "manydepth2_bf16": (MD2, dict(autocast="bfloat16"), "manydepth2_reference"),
+    "manydepth2_half_flow": (MD2, dict(flow_input_scale=0.5), "manydepth2_reference"),
+    "manydepth2_bins_step2": (MD2, dict(cost_volume_bin_step=2), "manydepth2_reference"),
+    "manydepth2_fast": (MD2, FAST, "manydepth2_reference"),
+    "manydepth2_release": (RELEASE, {}, None),
+    "manydepth2_release_no_motion": (RELEASE, dict(skip_release_motion=True), "manydepth2_release"),
+    "manydepth2_release_fast": (RELEASE, dict(FAST, skip_release_motion=True), "manydepth2_release"),
+    "manydepth2_nf": (dict(method="manydepth2", flow="none"), {}, None),
 }
-REFERENCE = "manydepth2_reference"
 
 
-def build(name: str, height: int, width: int, threads: int) -> DepthEstimator:
-    model_fields, estimator_fields = CONFIGS[name]
+def build(name: str, height: int, width: int, threads: int, calibration: tuple | None) -> DepthEstimator:
+    """The estimator of configuration ``name`` (random weights, seed 0); ``calibration`` (frames, K): give the
+    batch norms those frames' statistics first (unsaturated depth, see test/random_networks.py)."""
+    model_fields, estimator_fields, _ = CONFIGS[name]
     torch.manual_seed(0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # random weights, no flow checkpoint
         model = build_model(ModelConfig(height=height, width=width, pretrained=False, **model_fields))
+    if calibration is not None:
+        calibrate_batch_norms(model, *calibration)
     config = EstimatorConfig(device="cpu", min_translation=0.0, num_threads=threads, **estimator_fields)
     return DepthEstimator(model, config, owns_model=True)
 
@@ -73,7 +83,7 @@ def build(name: str, height: int, width: int, threads: int) -> DepthEstimator:
 def rss_worker(name: str, frames_file: Path, threads: int) -> None:
     """One configuration alone (fresh process): print its peak RSS, MB, as JSON."""
     frames = np.load(frames_file)
-    estimator = build(name, frames["images"].shape[1], frames["images"].shape[2], threads)
+    estimator = build(name, frames["images"].shape[1], frames["images"].shape[2], threads, None)
     with torch.inference_mode():
         for image in frames["images"]:
             estimator.process(image, frames["K"])
@@ -94,10 +104,9 @@ def median_ratio(times: list[float], baseline: list[float]) -> float:
 def run(args) -> dict:
     torch.set_num_threads(args.threads)
     images, K = make_frames(args.warmup + args.frames, args.height, args.width)
-    estimators = {name: build(name, args.height, args.width, args.threads) for name in args.configs}
+    estimators = {name: build(name, args.height, args.width, args.threads, (images[:4], K))
+                  for name in args.configs}
     with tempfile.TemporaryDirectory() as folder:
-        from original_manydepth import save_original_networks
-
         torch.manual_seed(0)
         save_original_networks(Path(folder), args.height, args.width, MIN_BIN, MAX_BIN)
         original = OriginalManydepth(Path(folder))
@@ -105,38 +114,45 @@ def run(args) -> dict:
         if args.rss:
             np.savez(Path(folder) / "frames.npz", images=np.stack(images[:args.rss_frames]), K=K)
             rss = {name: measure_rss(name, Path(folder) / "frames.npz", args.threads) for name in args.configs}
-    wall = {name: [] for name in [*args.configs, "original_manydepth"]}
-    stages = {name: [] for name in args.configs}
-    difference = {name: 0.0 for name in args.configs}
+    runners = {**estimators, "original_manydepth": original}
+    wall = {name: [] for name in runners}
+    cpu = {name: [] for name in runners}
+    stages = {name: [] for name in estimators}
+    compared = {name: CONFIGS[name][2] for name in estimators if CONFIGS[name][2] in estimators}
+    difference = {name: {"max_abs_m": 0.0, "max_rel": 0.0, "median_rel": []} for name in compared}
     load_before = os.getloadavg()
     for index, image in enumerate(images):
         depths = {}
-        for name, estimator in estimators.items():
+        for name, runner in runners.items():
+            started, started_cpu = time.perf_counter(), time.process_time()
             with StageTimer() as timer:
-                result = estimator.process(image, K)
-            depths[name] = result.depth
-            if index > 0 and not result.multi_frame:
-                raise RuntimeError(f"{name} fell back to single-frame depth; the timing would be wrong")
+                result = runner.process(image, K)
+            elapsed, elapsed_cpu = time.perf_counter() - started, time.process_time() - started_cpu
+            if name in estimators:
+                depths[name] = result.depth
+                if index > 0 and not result.multi_frame:
+                    raise RuntimeError(f"{name} fell back to single-frame depth; the timing would be wrong")
             if index >= args.warmup:
-                wall[name].append(result.timings_ms["total"])
-                stages[name].append(dict(timer.ms))
-        started = time.perf_counter()
-        original.process(image, K)
-        if index >= args.warmup:
-            wall["original_manydepth"].append((time.perf_counter() - started) * 1000)
-        if REFERENCE in depths:
-            for name, depth in depths.items():
-                difference[name] = max(difference[name], float(np.nanmax(np.abs(depth - depths[REFERENCE]))))
+                wall[name].append(elapsed * 1000)
+                cpu[name].append(elapsed_cpu * 1000)
+                if name in stages:
+                    stages[name].append(dict(timer.ms))
+        for name, other in compared.items():
+            error = np.abs(depths[name] - depths[other])
+            difference[name]["max_abs_m"] = max(difference[name]["max_abs_m"], float(np.nanmax(error)))
+            difference[name]["max_rel"] = max(difference[name]["max_rel"], float(np.nanmax(error / depths[other])))
+            difference[name]["median_rel"].append(float(np.nanmedian(error / depths[other])))
         print(f"frame {index}: " + ", ".join(f"{name} {times[-1]:.0f}" for name, times in wall.items() if times),
               flush=True)
     rows = {}
     for name in wall:
-        row = {"ms_per_frame": statistics.median(wall[name]),
-               "ratio_to_original_manydepth": median_ratio(wall[name], wall["original_manydepth"])}
-        if "manydepth" in wall:
-            row["ratio_to_manydepth"] = median_ratio(wall[name], wall["manydepth"])
-        if REFERENCE in wall:
-            row["ratio_to_reference"] = median_ratio(wall[name], wall[REFERENCE])
+        row = {"ms_per_frame": statistics.median(wall[name]), "cpu_ms_per_frame": statistics.median(cpu[name]),
+               "ratio_to_original_manydepth": median_ratio(wall[name], wall["original_manydepth"]),
+               "cpu_ratio_to_original_manydepth": median_ratio(cpu[name], cpu["original_manydepth"])}
+        for baseline in ("manydepth", CONFIGS.get(name, (0, 0, None))[2]):
+            if baseline in wall:
+                row[f"ratio_to_{baseline}"] = median_ratio(wall[name], wall[baseline])
+                row[f"cpu_ratio_to_{baseline}"] = median_ratio(cpu[name], cpu[baseline])
         if name in stages:
             per_stage = {stage: statistics.median(frame.get(stage, 0.0) for frame in stages[name])
                          for stage in STAGES}
@@ -144,8 +160,11 @@ def run(args) -> dict:
             row["stages_ms"] = per_stage
             row["stages_share"] = {stage: ms / row["ms_per_frame"] for stage, ms in per_stage.items()}
             row["settings"] = {**CONFIGS[name][0], **CONFIGS[name][1]}
-            if REFERENCE in depths:
-                row["max_abs_depth_difference_m"] = difference[name]
+            if name in difference:
+                change = difference[name]
+                row["depth_change"] = {"against": compared[name], "max_abs_m": change["max_abs_m"],
+                                       "max_rel": change["max_rel"],
+                                       "median_rel": statistics.median(change["median_rel"])}
             if name in rss:
                 row["peak_rss_mb"] = rss[name]
         rows[name] = row
@@ -158,20 +177,28 @@ def run(args) -> dict:
 
 
 def print_table(results: dict) -> None:
-    rows = results["rows"]
-    setup = results["setup"]
+    rows, setup = results["rows"], results["setup"]
+    nan = float("nan")
     print(f"\n{setup['resolution']}, {setup['threads']} threads, {setup['frames']} timed frames, load average "
-          f"{setup['load_average_before'][0]:.1f} → {setup['load_average_after'][0]:.1f}")
-    header = f"{'configuration':<24}{'ms/frame':>9}{'×MD':>7}{'×orig MD':>9}{'×ref':>7}{'Δdepth m':>10}{'RSS MB':>8}"
-    print(header + "  " + " / ".join([*STAGES, "other"]) + " (ms, share)")
+          f"{setup['load_average_before'][0]:.1f} → {setup['load_average_after'][0]:.1f}; ratios = time / baseline "
+          f"time on the same frame (median); Δdepth against the configuration named")
+    print(f"{'configuration':<30}{'ms':>7}{'CPU ms':>8}{'×MD':>6}{'×orig':>7}{'×orig CPU':>10}"
+          f"{'RSS MB':>8}  {'Δdepth: max m / max rel / median rel (against)'}")
     for name, row in rows.items():
-        stages = row.get("stages_ms")
-        parts = " / ".join(f"{ms:.0f} ({row['stages_share'][stage]:.0%})" for stage, ms in stages.items()) \
-            if stages else ""
-        print(f"{name:<24}{row['ms_per_frame']:>9.0f}{row.get('ratio_to_manydepth', float('nan')):>7.2f}"
-              f"{row['ratio_to_original_manydepth']:>9.2f}{row.get('ratio_to_reference', float('nan')):>7.2f}"
-              f"{row.get('max_abs_depth_difference_m', float('nan')):>10.1e}"
-              f"{row.get('peak_rss_mb', float('nan')):>8.0f}  {parts}")
+        change = row.get("depth_change")
+        changed = ""
+        if change:
+            against = change["against"]
+            changed = (f"{change['max_abs_m']:.2g} / {change['max_rel']:.2g} / {change['median_rel']:.2g} "
+                       f"({against}; ×{row[f'ratio_to_{against}']:.2f} its time)")
+        print(f"{name:<30}{row['ms_per_frame']:>7.0f}{row['cpu_ms_per_frame']:>8.0f}"
+              f"{row.get('ratio_to_manydepth', nan):>6.2f}{row['ratio_to_original_manydepth']:>7.2f}"
+              f"{row['cpu_ratio_to_original_manydepth']:>10.2f}{row.get('peak_rss_mb', nan):>8.0f}  {changed}")
+    print(f"\n{'stages, ms (share)':<30}" + "".join(f"{stage:>18}" for stage in [*STAGES, "other"]))
+    for name, row in rows.items():
+        if "stages_ms" in row:
+            print(f"{name:<30}" + "".join(f"{ms:>11.0f} ({row['stages_share'][stage]:>3.0%})"
+                                          for stage, ms in row["stages_ms"].items()))
 
 
 def main() -> int:

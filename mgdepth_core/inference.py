@@ -94,6 +94,10 @@ class EstimatorConfig:
                "replays CUDA graphs on CUDA (fixed image size)")
     flow_input_scale: float = option(0.0, "Manydepth2: run the optical flow on frames resized by this factor "
                                           "(0.5 = 4× fewer pixels, an approximation); 0 = the model's setting")
+    skip_release_motion: bool = option(
+        False, "Manydepth2 with static_reference release (official weights): skip the optical flow and the teacher, "
+               "which reach at most 4 pixels of the release's 1/4-resolution static reference (its unit bug), and "
+               "match against 0.75·previous + 0.25·blurred previous frame (an approximation)")
     cost_volume_bin_step: int = option(1, "compute the matching cost at every Nth depth bin and interpolate the "
                                           "others linearly (an approximation for speed); 1 = every bin")
     num_threads: int = option(0, "torch CPU threads (and onnxruntime's); 0 = leave the library's setting")
@@ -146,7 +150,8 @@ class DepthEstimator:
 
     def __init__(self, model: torch.nn.Module, config: EstimatorConfig | None = None, owns_model: bool = False):
         """``owns_model``: the model is used for nothing else, so it may be rewritten for speed (batch norms
-        folded into convolutions). The model is always moved to the device and put in eval mode."""
+        folded into convolutions). The model is always moved to the device, put in eval mode and given the
+        inference settings (the cost volume's shortcuts, the flow's input scale, compilation)."""
         self.config = config = config or EstimatorConfig()
         if config.num_threads > 0:
             torch.set_num_threads(config.num_threads)
@@ -160,6 +165,7 @@ class DepthEstimator:
         if config.flow_input_scale:
             model.config = dataclasses.replace(model.config, flow_input_scale=config.flow_input_scale)
         model.encoder.bin_step = config.cost_volume_bin_step
+        model.encoder.confident_only = True  # depth needs the volume only where every bin is valid
         if config.compile != "off":
             compile_networks(model, config.compile)
         model_config = model.config
@@ -330,6 +336,8 @@ class DepthEstimator:
             context = {"lookup_features": self.buffer.features} if multi_frame and self.reuses_features else {}
             if multi_frame and "flow_features" in self.buffer.extras:
                 context["lookup_flow_features"] = self.buffer.extras["flow_features"]
+            if self.config.skip_release_motion:
+                context["skip_release_motion"] = True
             if multi_frame:
                 outputs = self.model.multi_frame_forward(current, self.buffer.image, T_prev_current, K_tensor,
                                                          **context)

@@ -10,6 +10,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from random_networks import calibrate_batch_norms
 
 from mgdepth_core.data.synthetic import SyntheticSequence
 from mgdepth_core.geometry import disparity_to_depth, intrinsics_at_scale
@@ -18,8 +19,8 @@ from mgdepth_core.models import ModelConfig, build_model
 from mgdepth_core.models.cost_volume import build_cost_volume, depth_bin_values
 from mgdepth_core.models.flow import FlowEstimator, resize_flow
 from mgdepth_core.models.gmflow import shifted_window_mask, split_windows, window_attention
+from mgdepth_core.models.static_reference import build_static_reference, release_lookup_without_motion
 from mgdepth_core.stages import STAGES, StageTimer
-from random_networks import calibrate_batch_norms
 
 H, W = 64, 96
 # Depth of the default (fast) path against the plain model: folded batch norms, channels-last convolutions and
@@ -88,6 +89,19 @@ def test_cost_volume_with_a_bin_step_computes_exact_costs_at_its_bins_and_keeps_
     assert inside[valid_everywhere[:, 1:3]].all()
 
 
+def test_cost_volume_of_confident_pixels_only_has_the_same_volume():
+    torch.manual_seed(0)
+    current, lookup = torch.rand(1, 8, 16, 24), torch.rand(1, 8, 16, 24)
+    K = intrinsics_at_scale(torch.tensor([[[0.58 * 96, 0, 48.0], [0, 1.92 * 64, 32.0], [0, 0, 1]]]), 2)
+    T = torch.eye(4)[None].clone()
+    T[0, 2, 3] = -0.8  # forward motion: near bins leave the lookup frame at the image sides
+    bins = depth_bin_values(2.0, 60.0, 12)
+    exact = build_cost_volume(current, lookup, T, K, bins)
+    shortcut = build_cost_volume(current, lookup, T, K, bins, confident_only=True)
+    assert 0.1 < exact.confidence_mask.mean() < 0.9
+    assert torch.equal(shortcut.volume, exact.volume) and torch.equal(shortcut.confidence_mask, exact.confidence_mask)
+
+
 def _frames(count: int):
     sequence = SyntheticSequence(seed=5, num_frames=count, height=H, width=W)
     return [sequence.frame(i)["image"] for i in range(count)], sequence.K
@@ -150,3 +164,21 @@ def test_bfloat16_autocast_keeps_the_geometry_in_float32():
         expected, result = plain.process(image, K), mixed.process(image, K)
     assert result.depth.dtype == np.float32 and np.isfinite(result.depth).all()
     np.testing.assert_allclose(result.T_prev_current, expected.T_prev_current, atol=1e-2)
+
+
+def test_release_static_reference_differs_from_the_motionless_lookup_only_in_the_top_left_corner():
+    """The release's unit bug: its splat lands on the 4 top-left pixels of the 1/4 grid, whatever the flow and the
+    depth, so skipping both (skip_release_motion) changes the lookup there only (≤ 3 quarter pixels after the
+    bilinear upsampling, 12 full-resolution pixels)."""
+    torch.manual_seed(3)
+    image, reference = torch.rand(2, 3, 64, 96), torch.rand(2, 3, 64, 96)
+    K = torch.tensor([[[0.58 * 96, 0, 48.0], [0, 1.92 * 64, 32.0], [0, 0, 1]]]).repeat(2, 1, 1)
+    T = torch.eye(4).repeat(2, 1, 1)
+    T[:, :3, 3] = torch.tensor([0.1, 0.0, -0.5])
+    flow = 30 * torch.randn(2, 2, 16, 24)  # large, so that the release marks nearly everything as moving
+    depth = 1 + 20 * torch.rand(2, 1, 64, 96)
+    static = build_static_reference(image, reference, flow, depth, T, K, mode="release")
+    assert static.motion_mask.float().mean() > 0.5 and static.transferred_mask.any()
+    changed = (static.lookup - release_lookup_without_motion(reference)).abs().amax((0, 1)) > 1e-6
+    rows, columns = changed.nonzero(as_tuple=True)
+    assert changed.any() and rows.max() < 12 and columns.max() < 12

@@ -87,8 +87,9 @@ def _project_bins(T: torch.Tensor, K: torch.Tensor, depth_bins: torch.Tensor, he
 
 
 def _sparse_cost(current: torch.Tensor, lookup: torch.Tensor, T_lookup_current: torch.Tensor, K: torch.Tensor,
-                 depth_bins: torch.Tensor, chunk_elements: int) -> torch.Tensor:
-    """B×D×N mean |Δfeature| of the valid (bin, pixel) pairs only, 0 elsewhere: the eager path."""
+                 depth_bins: torch.Tensor, chunk_elements: int, confident_only: bool = False) -> torch.Tensor:
+    """B×D×N mean |Δfeature| of the valid (bin, pixel) pairs only, 0 elsewhere: the eager path.
+    ``confident_only``: only pixels valid at every bin (the others' volume is zeroed anyway)."""
     batch, channels, height, width = current.shape
     num_bins = depth_bins.numel()
     pixels = height * width
@@ -96,6 +97,8 @@ def _sparse_cost(current: torch.Tensor, lookup: torch.Tensor, T_lookup_current: 
     active = (torch.count_nonzero(T_lookup_current.flatten(1), dim=1) > 0).nonzero().squeeze(1)
     if len(active):
         u, v, valid = _project_bins(T_lookup_current[active].float(), K[active].float(), depth_bins, height, width)
+        if confident_only:
+            valid &= valid.all(1, keepdim=True)
         # Valid (sample, bin, pixel) triples as flat indices into the b×D×N volume of the active samples.
         selected = valid.view(-1).nonzero().squeeze(1)
         u, v = u.view(-1)[selected], v.view(-1)[selected]
@@ -116,7 +119,7 @@ def _sparse_cost(current: torch.Tensor, lookup: torch.Tensor, T_lookup_current: 
         for start in range(0, len(selected), rows_per_chunk):
             chunk = slice(start, start + rows_per_chunk)
             difference = F.embedding_bag(rows[chunk], table, per_sample_weights=weights[chunk], mode="sum")
-            torch.linalg.vector_norm(difference, 1, dim=1, out=values[chunk])  # Σ|Δ| in one pass
+            torch.sum(difference.abs_(), 1, out=values[chunk])  # (faster than vector_norm(ord=1) here)
         where = torch.zeros(batch, num_bins, pixels, dtype=torch.bool, device=current.device)
         where[active] = valid
         cost.masked_scatter_(where.view(-1), values / channels)  # row-major, the order of `selected`
@@ -160,7 +163,7 @@ def _interpolate_bins(cost: torch.Tensor, computed: torch.Tensor, valid: torch.T
 @torch.autocast("cpu", enabled=False)
 def build_cost_volume(current: torch.Tensor, lookup: torch.Tensor, T_lookup_current: torch.Tensor,
                       K: torch.Tensor, depth_bins: torch.Tensor, chunk_elements: int = 1 << 22,
-                      bin_step: int = 1) -> CostVolume:
+                      bin_step: int = 1, confident_only: bool = False) -> CostVolume:
     """Plane-sweep L1 feature cost volume (Manydepth).
 
     ``current``, ``lookup``: B×C×h×w features; ``T_lookup_current``: B×4×4 (current-camera points into the lookup
@@ -176,7 +179,9 @@ def build_cost_volume(current: torch.Tensor, lookup: torch.Tensor, T_lookup_curr
     16 MB). On CUDA and inside an ONNX export the dense equivalent (:func:`_dense_cost`: static shapes, no host
     synchronisation, capturable in a CUDA graph) runs instead. ``bin_step`` k > 1 is an approximation for speed:
     costs are computed at every k-th bin (and the last) and linearly interpolated in between (validity stays
-    exact per bin).
+    exact per bin). ``confident_only`` (sparse path): skip the pixels with an invalid bin, whose volume is zeroed
+    anyway: ``volume`` and ``confidence_mask`` are unchanged, ``cost`` and ``best_depth`` there are not (all
+    missing, the nearest bin); what inference needs, a third of the work with a car's forward motion.
     """
     with stage("cost_volume"):
         batch, _, height, width = current.shape
@@ -187,7 +192,8 @@ def build_cost_volume(current: torch.Tensor, lookup: torch.Tensor, T_lookup_curr
         if torch.onnx.is_in_onnx_export() or current.is_cuda:
             cost = _dense_cost(current, lookup, T_lookup_current, K, depth_bins[computed])
         else:
-            cost = _sparse_cost(current, lookup, T_lookup_current, K, depth_bins[computed], chunk_elements)
+            cost = _sparse_cost(current, lookup, T_lookup_current, K, depth_bins[computed], chunk_elements,
+                                confident_only)
         if bin_step > 1:
             valid = _project_bins(T_lookup_current.float(), K.float(), depth_bins, height, width)[2]
             cost = _interpolate_bins(cost, computed.to(cost.device), valid)
@@ -227,6 +233,7 @@ class ResnetEncoderMatching(nn.Module):
         self.depth_binning = depth_binning
         self.chunk_elements = chunk_elements
         self.bin_step = 1  # cost computed at every bin_step-th depth bin, the rest interpolated (inference speed)
+        self.confident_only = False  # skip pixels with an invalid bin (inference: only the volume is used)
         resnet = build_resnet(num_layers, pretrained)
         self.layer0 = nn.Sequential(resnet.conv1, resnet.bn1, resnet.relu)
         self.layer1 = nn.Sequential(resnet.maxpool, resnet.layer1)
@@ -264,7 +271,7 @@ class ResnetEncoderMatching(nn.Module):
         """
         features = self.matching_features(image)
         volume = build_cost_volume(features[1], lookup_features, T_lookup_current, K_quarter, depth_bins,
-                                   self.chunk_elements, self.bin_step)
+                                   self.chunk_elements, self.bin_step, self.confident_only)
         features = self.fuse_and_encode(features, volume.volume)
         return {"features": features, "matching_features": features[1].detach(),
                 "lowest_cost": 1.0 / volume.best_depth, "cost_volume_depth": volume.best_depth,

@@ -125,6 +125,7 @@ class HRNetEncoderMatching(HRNetEncoder):
         self.num_depth_bins = num_depth_bins
         self.chunk_elements = chunk_elements
         self.bin_step = 1  # cost computed at every bin_step-th depth bin, the rest interpolated (inference speed)
+        self.confident_only = False  # skip pixels with an invalid bin (inference: only the volume is used)
         self.prematching_conv = nn.Sequential(nn.Conv2d(64, 16, kernel_size=1), nn.ReLU(inplace=True))
         self.reduce_conv = nn.Sequential(nn.Conv2d(STAGE1_CHANNELS + num_depth_bins, STAGE1_CHANNELS, 3, padding=1),
                                          nn.ReLU(inplace=True))
@@ -152,7 +153,7 @@ class HRNetEncoderMatching(HRNetEncoder):
         """
         feat0, stem, stage1 = self.matching_features(image)
         volume = build_cost_volume(stage1, lookup_features, T_lookup_current, K_quarter, depth_bins,
-                                   self.chunk_elements, self.bin_step)
+                                   self.chunk_elements, self.bin_step, self.confident_only)
         features = self.fuse_and_encode(feat0, stem, stage1, volume.volume)
         return {"features": features, "matching_features": stage1.detach(), "lowest_cost": 1.0 / volume.best_depth,
                 "cost_volume_depth": volume.best_depth, "confidence_mask": volume.confidence_mask}

@@ -18,7 +18,7 @@ from mgdepth_core.models.hr_decoder import HRDepthDecoder
 from mgdepth_core.models.hrnet import HRNetEncoder, HRNetEncoderMatching
 from mgdepth_core.models.pose import PoseDecoder
 from mgdepth_core.models.resnet import ResnetEncoder
-from mgdepth_core.models.static_reference import build_static_reference
+from mgdepth_core.models.static_reference import build_static_reference, release_lookup_without_motion
 from mgdepth_core.stages import stage
 
 FLOW_SCALE = 2  # the flow network's output and the cost volume live at 1/4 resolution
@@ -92,7 +92,9 @@ class Manydepth2Model(MultiFrameDepthModel):
         (replaces running the flow network), ``epoch``,
         ``lookup_features`` (B×256×H/4×W/4, the previous frame's ``"matching_features"``; used only without the
         static reference, where the lookup image is the previous frame itself; ``lookup`` may then be None),
-        ``lookup_flow_features`` (the previous frame's ``"flow_features"``: its flow-network features, GMFlow).
+        ``lookup_flow_features`` (the previous frame's ``"flow_features"``: its flow-network features, GMFlow),
+        ``skip_release_motion`` (static_reference release only: no flow and no teacher, the lookup is
+        :func:`~mgdepth_core.models.static_reference.release_lookup_without_motion`; an approximation).
 
         Besides the interface's outputs: ``"cost_volume_depth"`` (B×1×H/4×W/4 metres), ``"matching_features"``
         (this frame's stage-1 features for the next frame), and when the static reference is used
@@ -102,7 +104,12 @@ class Manydepth2Model(MultiFrameDepthModel):
         """
         extra = {}
         has_pose = bool((T_lookup_current.flatten(1) != 0).any())  # all-zero poses: empty volume, lookup unused
-        if has_pose and self.uses_static_reference(context.get("epoch")):
+        skip_motion = context.get("skip_release_motion") and self.config.static_reference == "release"
+        if has_pose and self.uses_static_reference(context.get("epoch")) and skip_motion:
+            with stage("static_reference"):
+                lookup = release_lookup_without_motion(lookup)
+            extra["lookup_image"] = lookup
+        elif has_pose and self.uses_static_reference(context.get("epoch")):
             teacher_depth = context.get("teacher_depth")
             if teacher_depth is None:
                 with torch.no_grad():

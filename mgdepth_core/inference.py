@@ -168,6 +168,9 @@ class DepthEstimator:
         model.encoder.confident_only = True  # depth needs the volume only where every bin is valid
         if config.compile != "off":
             compile_networks(model, config.compile)
+        # CUDA graphs (reduce-overhead) reuse their output memory at every replay: a new step per frame, and what
+        # the buffer keeps for the next frame is copied out of it
+        self._cuda_graphs = config.compile == "reduce-overhead" and self.device.type == "cuda"
         model_config = model.config
         self.height = config.height or model_config.height
         self.width = config.width or model_config.width
@@ -307,6 +310,8 @@ class DepthEstimator:
         (scale_source odometry). Raises ValueError for a wrong dtype, shape, K or motion.
         """
         started = time.perf_counter()
+        if self._cuda_graphs:
+            torch.compiler.cudagraph_mark_step_begin()
         K = self._check_inputs(image, K)
         known_T = None if known_motion is None else self._network_units(known_motion)
         resized, K_net = self._prepare(image, K)
@@ -368,10 +373,11 @@ class DepthEstimator:
         depth_np[~np.isfinite(depth_np) | (depth_np <= 0)] = np.nan
         lookup_image, motion_mask = (self._matched_view(outputs, self.buffer.image, depth_np.shape) if multi_frame
                                      else (None, None))
+        keep = (lambda tensor: tensor.clone()) if self._cuda_graphs else (lambda tensor: tensor)
         self.buffer = FrameBuffer(image=current, K=K_tensor, stamp=stamp,
-                                  features=features if self.reuses_features else None)
+                                  features=keep(features) if self.reuses_features else None)
         if multi_frame and outputs.get("flow_features") is not None:  # Manydepth2 + GMFlow: next pair's lookup
-            self.buffer.extras["flow_features"] = outputs["flow_features"]
+            self.buffer.extras["flow_features"] = keep(outputs["flow_features"])
         T_np = None
         if T_prev_current is not None:
             T_np = T_prev_current[0].double().cpu().numpy()

@@ -16,13 +16,14 @@ from torch import nn
 def calibrate_batch_norms(model, images: list[np.ndarray], K: np.ndarray) -> None:
     """Set every BatchNorm's running statistics to their cumulative average over training-mode passes of the
     teacher, the pose net and the student on consecutive ``images`` (H×W×3 uint8 at the model's size; ``K``
-    3×3 pixels), then return the model to eval mode."""
+    3×3 pixels), on the model's device, then return the model to eval mode."""
     norms = [module for module in model.modules() if isinstance(module, nn.BatchNorm2d)]
     for norm in norms:
         norm.reset_running_stats()
         norm.momentum = None  # cumulative moving average
-    frames = torch.stack([torch.from_numpy(image).permute(2, 0, 1).float() / 255 for image in images])
-    K_tensor = torch.from_numpy(K).float().expand(len(images) - 1, 3, 3)
+    device = next(model.parameters()).device
+    frames = torch.stack([torch.from_numpy(image).permute(2, 0, 1).float() / 255 for image in images]).to(device)
+    K_tensor = torch.from_numpy(K).float().expand(len(images) - 1, 3, 3).to(device)
     model.train()
     model.teacher_forward(frames)
     current, previous = frames[1:], frames[:-1]

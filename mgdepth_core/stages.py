@@ -1,4 +1,4 @@
-"""Per-stage wall time of the networks' work on a frame, for the speed profile (``bench/bench_manydepth2.py``).
+"""Per-stage wall time of the networks' work on a frame, for the speed profile (``bench/bench_speed.py``).
 
 The models and the estimator mark their stages with :func:`stage`; the marks cost one list check unless a
 :class:`StageTimer` is active. Times are exclusive: a stage nested in another (the cost volume inside the

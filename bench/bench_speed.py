@@ -59,9 +59,12 @@ CONFIGS = {  # name → ModelConfig fields, EstimatorConfig fields, the configur
     "manydepth2_half_flow": (MD2, dict(flow_input_scale=0.5), "manydepth2_reference"),
     "manydepth2_bins_step2": (MD2, dict(cost_volume_bin_step=2), "manydepth2_reference"),
     "manydepth2_fast": (MD2, FAST, "manydepth2_reference"),
+    "manydepth2_fast_compiled": (MD2, dict(FAST, compile="default"), "manydepth2_reference"),
     "manydepth2_release": (RELEASE, {}, None),
     "manydepth2_release_no_motion": (RELEASE, dict(skip_release_motion=True), "manydepth2_release"),
     "manydepth2_release_fast": (RELEASE, dict(FAST, skip_release_motion=True), "manydepth2_release"),
+    "manydepth2_release_fast_compiled": (RELEASE, dict(FAST, skip_release_motion=True, compile="default"),
+                                         "manydepth2_release"),
     "manydepth2_nf": (dict(method="manydepth2", flow="none"), {}, None),
 }
 
@@ -110,10 +113,6 @@ def run(args) -> dict:
         torch.manual_seed(0)
         save_original_networks(Path(folder), args.height, args.width, MIN_BIN, MAX_BIN)
         original = OriginalManydepth(Path(folder))
-        rss = {}
-        if args.rss:
-            np.savez(Path(folder) / "frames.npz", images=np.stack(images[:args.rss_frames]), K=K)
-            rss = {name: measure_rss(name, Path(folder) / "frames.npz", args.threads) for name in args.configs}
     runners = {**estimators, "original_manydepth": original}
     wall = {name: [] for name in runners}
     cpu = {name: [] for name in runners}
@@ -144,6 +143,11 @@ def run(args) -> dict:
             difference[name]["median_rel"].append(float(np.nanmedian(error / depths[other])))
         print(f"frame {index}: " + ", ".join(f"{name} {times[-1]:.0f}" for name, times in wall.items() if times),
               flush=True)
+    rss = {}
+    if args.rss:  # after the timing, which the machine's load varies most
+        with tempfile.TemporaryDirectory() as folder:
+            np.savez(Path(folder) / "frames.npz", images=np.stack(images[:args.rss_frames]), K=K)
+            rss = {name: measure_rss(name, Path(folder) / "frames.npz", args.threads) for name in args.configs}
     rows = {}
     for name in wall:
         row = {"ms_per_frame": statistics.median(wall[name]), "cpu_ms_per_frame": statistics.median(cpu[name]),

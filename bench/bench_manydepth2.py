@@ -1,14 +1,9 @@
-"""Manydepth2 benchmarks: (a) CPU speed and memory next to Manydepth, (b) Manydepth vs Manydepth2 trained with the
-same budget on the synthetic dynamic-scene set, scored on static and on moving-object pixels of held-out seeds.
+"""Manydepth2 benchmarks: Manydepth vs Manydepth2 trained with the same budget on the synthetic dynamic-scene set,
+scored on static and on moving-object pixels of held-out seeds (speed: bench/bench_speed.py).
 
-    python bench/bench_manydepth2.py --part speed            # 640×192, batch 1, ms/frame and peak RSS
     python bench/bench_manydepth2.py --part claim --steps 300 --train-sequences 8 --test-seeds 2000-2003
     python bench/bench_manydepth2.py --part claim --methods manydepth --seeds 1-3 --eval-every 100   # learning
     python bench/bench_manydepth2.py --part cold-start --seeds 1-3 --train-sequences 8 --frames-per-sequence 30
-
-Speed: every configuration runs in its own process (so peak RSS is its own) with random weights, one frame after
-another as a stream through the DepthEstimator when it serves the method (else the model's own calls: pose net,
-flow, teacher, student); figures are medians and ratios against Manydepth measured in the same run.
 
 Claim: no optical-flow weights can be downloaded here, and a flow network with random weights says nothing, so
 the flow variant is trained and tested with the synthetic set's exact optical flow ("oracle flow", an upper bound
@@ -28,8 +23,6 @@ import argparse
 import fcntl
 import json
 import multiprocessing
-import resource
-import statistics
 import sys
 import tempfile
 import time
@@ -50,111 +43,7 @@ from mgdepth_core.data import DataConfig
 from mgdepth_core.data.synthetic import CAR, PERSON, SyntheticDynamicDataset
 from mgdepth_core.dynamic import DynamicObjectsConfig
 from mgdepth_core.eval.metrics import dynamic_mask_from_instances, evaluate_depth
-from mgdepth_core.geometry import disparity_to_depth
 from mgdepth_core.models import ModelConfig, build_model
-
-# --------------------------------------------------------------------------------------------------- speed
-SPEED_CONFIGS = {
-    "manydepth": dict(method="manydepth"),
-    "manydepth2_gmflow": dict(method="manydepth2", flow="gmflow"),
-    "manydepth2_gmflow_half_res_flow": dict(method="manydepth2", flow="gmflow", flow_input_scale=0.5),
-    "manydepth2_raft_small": dict(method="manydepth2", flow="raft_small"),
-    "manydepth2_nf": dict(method="manydepth2", flow="none"),
-}
-
-
-def _stream_runner(model):
-    """A per-frame callable (previous, current: H×W×3 uint8; K: 3×3 numpy) and what it runs through: the
-    DepthEstimator where it exists (multi-frame path forced: random pose nets barely move), else the model's calls."""
-    try:
-        from mgdepth_core.inference import DepthEstimator, EstimatorConfig
-    except ImportError:
-        DepthEstimator = None
-    if DepthEstimator is not None:
-        estimator = DepthEstimator(model, EstimatorConfig(min_translation=0.0, device="cpu"))
-
-        def run(previous, current, K):
-            result = estimator.process(current, K)
-            if estimator.buffer is not None and result.T_prev_current is not None and not result.multi_frame:
-                raise RuntimeError("the DepthEstimator fell back to single-frame depth; the timing would be wrong")
-            return result.depth
-        return run, "DepthEstimator"
-
-    def to_tensor(image):
-        return torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
-
-    def run(previous, current, K):
-        if previous is None:
-            return disparity_to_depth(model.teacher_forward(to_tensor(current))[("disp", 0)])[1]
-        K_tensor = torch.from_numpy(K).float()[None]
-        T = model.relative_pose(to_tensor(current), to_tensor(previous), source_is_before=True)
-        out = model.multi_frame_forward(to_tensor(current), to_tensor(previous), T, K_tensor)
-        return disparity_to_depth(out[("disp", 0)])[1]
-    return run, "model calls (pose, flow, teacher, student)"
-
-
-def _measure_speed(name: str, height: int, width: int, frames: int, threads: int, queue) -> None:
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = build_model(ModelConfig(height=height, width=width, pretrained=False, **SPEED_CONFIGS[name])).eval()
-    K_np = np.array([[0.58 * width, 0, width / 2], [0, 1.92 * height, height / 2], [0, 0, 1.0]])
-    K = torch.from_numpy(K_np).float()[None]
-    rng = np.random.default_rng(0)
-    frames_np = [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(frames + 2)]
-    run, path = _stream_runner(model)
-    times = []
-    with torch.no_grad():
-        for i in range(len(frames_np)):
-            start = time.perf_counter()
-            run(frames_np[i - 1] if i else None, frames_np[i], K_np)
-            times.append(time.perf_counter() - start)
-        components = {}
-        if model.method == "manydepth2":
-            previous, current = (torch.from_numpy(f).permute(2, 0, 1)[None].float() / 255 for f in frames_np[:2])
-            T = model.relative_pose(current, previous, True)
-            parts = {"pose": lambda: model.relative_pose(current, previous, True),
-                     "teacher": lambda: model.teacher_forward(current)}
-            if model.flow is not None:
-                parts["flow"] = lambda: model.quarter_flow(current, previous)
-            teacher_depth = disparity_to_depth(model.teacher_forward(current)[("disp", 0)])[1]
-            parts["student"] = lambda: model.multi_frame_forward(current, previous, T, K, teacher_depth=teacher_depth,
-                                                                 flow=torch.zeros(1, 2, height // 4, width // 4))
-            for part, call in parts.items():
-                samples = []
-                for _ in range(3):
-                    start = time.perf_counter()
-                    call()
-                    samples.append(time.perf_counter() - start)
-                components[part] = 1000 * statistics.median(samples)
-    queue.put({"name": name, "path": path, "ms_per_frame": 1000 * statistics.median(times[2:]),
-               "components_ms": components,
-               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
-
-
-def bench_speed(args) -> dict:
-    context = multiprocessing.get_context("spawn")
-    rows = {}
-    for name in args.speed_configs:
-        queue = context.Queue()
-        process = context.Process(target=_measure_speed, args=(name, args.height, args.width, args.frames,
-                                                                args.threads, queue))
-        process.start()
-        rows[name] = queue.get()
-        process.join()
-    baseline = rows.get("manydepth")
-    print(f"\nSpeed at {args.width}×{args.height}, batch 1, {args.threads} threads, {args.frames} frames, "
-          f"random weights (via {next(iter(rows.values()))['path']})")
-    print(f"{'configuration':<24}{'ms/frame':>10}{'× Manydepth':>13}{'peak RSS MB':>13}  components (ms)")
-    for name, row in rows.items():
-        ratio = row["ms_per_frame"] / baseline["ms_per_frame"] if baseline else float("nan")
-        row["ratio_to_manydepth"] = ratio
-        parts = ", ".join(f"{k} {v:.0f}" for k, v in row["components_ms"].items())
-        print(f"{name:<24}{row['ms_per_frame']:>10.0f}{ratio:>13.2f}{row['peak_rss_mb']:>13.0f}  {parts}")
-    return {"height": args.height, "width": args.width, "threads": args.threads, "frames": args.frames,
-            "rows": rows}
-
 
 # --------------------------------------------------------------------------------------------------- claim
 CLAIM_METHODS = {  # name → (ModelConfig fields, TrainConfig fields, (method, flow) in docs/results/claim.json)
@@ -485,15 +374,8 @@ def bench_cold_start(args) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=["speed", "claim", "cold-start", "all"], default="all",
-                        help="which benchmark to run (all = speed and claim)")
+    parser.add_argument("--part", choices=["claim", "cold-start"], default="claim", help="which benchmark to run")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    speed = parser.add_argument_group("speed")
-    speed.add_argument("--height", type=int, default=192, help="input height, pixels")
-    speed.add_argument("--width", type=int, default=640, help="input width, pixels")
-    speed.add_argument("--frames", type=int, default=5, help="frames streamed per configuration (first not timed)")
-    speed.add_argument("--speed-configs", nargs="+", default=list(SPEED_CONFIGS), choices=list(SPEED_CONFIGS),
-                       help="configurations to time (manydepth is the baseline of the ratios)")
     claim = parser.add_argument_group("claim")
     claim.add_argument("--steps", type=int, default=200, help="optimisation steps per method (same for all)")
     claim.add_argument("--batch-size", type=int, default=4, help="training batch size")
@@ -546,9 +428,7 @@ def main() -> int:
     args = parser.parse_args()
 
     measured = {}
-    if args.part in ("speed", "all"):
-        measured["speed"] = bench_speed(args)
-    if args.part in ("claim", "all"):
+    if args.part == "claim":
         measured["claim"] = bench_claim(args)
     if args.part == "cold-start":
         measured["cold_start"] = bench_cold_start(args)

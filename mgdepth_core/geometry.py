@@ -16,9 +16,42 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from kornia.geometry.conversions import axis_angle_to_rotation_matrix, rotation_matrix_to_axis_angle
 
 EPS = 1e-7
+
+
+def axis_angle_to_rotation_matrix(axisangle: torch.Tensor) -> torch.Tensor:
+    """B×3 axis-angle (radians) → B×3×3 rotation, Rodrigues' formula as Monodepth2's ``rot_from_axisangle``
+    computes it (axis = v / (|v| + 1e-7))."""
+    angle = axisangle.norm(dim=1, keepdim=True)
+    x, y, z = (axisangle / (angle + EPS)).unbind(1)
+    ca, sa = torch.cos(angle[:, 0]), torch.sin(angle[:, 0])
+    c = 1 - ca
+    rows = [x * x * c + ca, x * y * c - z * sa, z * x * c + y * sa,
+            x * y * c + z * sa, y * y * c + ca, y * z * c - x * sa,
+            z * x * c - y * sa, y * z * c + x * sa, z * z * c + ca]
+    return torch.stack(rows, 1).view(-1, 3, 3)
+
+
+def rotation_matrix_to_axis_angle(R: torch.Tensor) -> torch.Tensor:
+    """B×3×3 rotation → B×3 axis-angle (radians, angle in [0, π]) through the quaternion, robust at every angle
+    (the quaternion component with the largest magnitude is recovered first)."""
+    m = R.reshape(-1, 9).unbind(1)
+    m00, m01, m02, m10, m11, m12, m20, m21, m22 = m
+    magnitudes = torch.stack([1 + m00 + m11 + m22, 1 + m00 - m11 - m22, 1 - m00 + m11 - m22,
+                              1 - m00 - m11 + m22], 1).clamp(min=0).sqrt()  # 2·|w|, 2·|x|, 2·|y|, 2·|z|
+    candidates = torch.stack([
+        torch.stack([magnitudes[:, 0] ** 2, m21 - m12, m02 - m20, m10 - m01], 1),
+        torch.stack([m21 - m12, magnitudes[:, 1] ** 2, m10 + m01, m02 + m20], 1),
+        torch.stack([m02 - m20, m10 + m01, magnitudes[:, 2] ** 2, m12 + m21], 1),
+        torch.stack([m10 - m01, m20 + m02, m21 + m12, magnitudes[:, 3] ** 2], 1)], 1)
+    candidates = candidates / (2 * magnitudes.clamp(min=0.1)).unsqueeze(-1)  # each row: a quaternion (w, x, y, z)
+    quaternion = candidates[torch.arange(len(candidates)), magnitudes.argmax(1)]
+    quaternion = torch.where(quaternion[:, :1] < 0, -quaternion, quaternion)  # w ≥ 0: angle ≤ π
+    sin_half = quaternion[:, 1:].norm(dim=1, keepdim=True)
+    angle = 2 * torch.atan2(sin_half, quaternion[:, :1])
+    scale = torch.where(sin_half > EPS, angle / sin_half.clamp(min=EPS), 2 / quaternion[:, :1].clamp(min=EPS))
+    return quaternion[:, 1:] * scale
 
 
 def scale_intrinsics(K: torch.Tensor, scale_x: float, scale_y: float) -> torch.Tensor:

@@ -6,6 +6,7 @@ The ROS node, ``mgdepth process-bag``, ``mgdepth infer`` and the benchmarks all 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import tempfile
 import time
@@ -17,6 +18,7 @@ import cv2
 import numpy as np
 import torch
 
+from mgdepth_core.acceleration import autocast_dtype, compile_networks
 from mgdepth_core.config import from_dict, option, to_dict
 from mgdepth_core.dynamic import DynamicObjectsConfig, FrameInstances
 from mgdepth_core.dynamic_tracking import DynamicObject, DynamicObjectTracker
@@ -84,7 +86,21 @@ class EstimatorConfig:
     channels_last: bool = option(True, "channels-last memory format for the networks (faster convolutions)")
     fold_batch_norm: bool = option(True, "fold batch norms into the preceding convolutions (only for a model the "
                                          "estimator built itself, see from_weights)")
-    autocast: bool = option(True, "float16 autocast on CUDA (the cost volume itself stays float32)")
+    autocast: Literal["auto", "off", "float16", "bfloat16"] = option(
+        "auto", "mixed precision for the networks: auto = float16 on CUDA, off on the CPU; bfloat16 also pays on "
+                "CPUs with AVX-512 BF16 (an approximation: see docs/inference.md); the cost volume, the static "
+                "reference and the flow's matching stay float32")
+    compile: Literal["off", "default", "reduce-overhead"] = option(
+        "off", "torch.compile the networks (the first frames compile them: minutes on a CPU); reduce-overhead "
+               "replays CUDA graphs on CUDA (fixed image size)")
+    flow_input_scale: float = option(0.0, "Manydepth2: run the optical flow on frames resized by this factor "
+                                          "(0.5 = 4× fewer pixels, an approximation); 0 = the model's setting")
+    skip_release_motion: bool = option(
+        False, "Manydepth2 with static_reference release (official weights): skip the optical flow and the teacher, "
+               "which reach at most 4 pixels of the release's 1/4-resolution static reference (its unit bug), and "
+               "match against 0.75·previous + 0.25·blurred previous frame (an approximation)")
+    cost_volume_bin_step: int = option(1, "compute the matching cost at every Nth depth bin and interpolate the "
+                                          "others linearly (an approximation for speed); 1 = every bin")
     num_threads: int = option(0, "torch CPU threads (and onnxruntime's); 0 = leave the library's setting")
     backend: Literal["torch", "onnxruntime"] = option(
         "torch", "run the networks in torch, or as exported ONNX graphs on onnxruntime's CPU provider (device cpu; "
@@ -135,7 +151,8 @@ class DepthEstimator:
 
     def __init__(self, model: torch.nn.Module, config: EstimatorConfig | None = None, owns_model: bool = False):
         """``owns_model``: the model is used for nothing else, so it may be rewritten for speed (batch norms
-        folded into convolutions). The model is always moved to the device and put in eval mode."""
+        folded into convolutions). The model is always moved to the device, put in eval mode and given the
+        inference settings (the cost volume's shortcuts, the flow's input scale, compilation)."""
         self.config = config = config or EstimatorConfig()
         if config.num_threads > 0:
             torch.set_num_threads(config.num_threads)
@@ -145,6 +162,16 @@ class DepthEstimator:
             fold_batch_norms(self.model)
         if config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        self.autocast_dtype = autocast_dtype(config.autocast, self.device)
+        if config.flow_input_scale:
+            model.config = dataclasses.replace(model.config, flow_input_scale=config.flow_input_scale)
+        model.encoder.bin_step = config.cost_volume_bin_step
+        model.encoder.confident_only = True  # depth needs the volume only where every bin is valid
+        if config.compile != "off":
+            compile_networks(model, config.compile)
+        # CUDA graphs (reduce-overhead) reuse their output memory at every replay: a new step per frame, and what
+        # the buffer keeps for the next frame is copied out of it
+        self._cuda_graphs = config.compile == "reduce-overhead" and self.device.type == "cuda"
         model_config = model.config
         self.height = config.height or model_config.height
         self.width = config.width or model_config.width
@@ -284,6 +311,8 @@ class DepthEstimator:
         (scale_source odometry). Raises ValueError for a wrong dtype, shape, K or motion.
         """
         started = time.perf_counter()
+        if self._cuda_graphs:
+            torch.compiler.cudagraph_mark_step_begin()
         K = self._check_inputs(image, K)
         known_T = None if known_motion is None else self._network_units(known_motion)
         resized, K_net = self._prepare(image, K)
@@ -294,8 +323,8 @@ class DepthEstimator:
         current = self._to_tensor(resized)
         K_tensor = torch.from_numpy(K_net).float().unsqueeze(0).to(self.device)
         timings: dict[str, float] = {"preprocess": 0.0}
-        autocast = torch.autocast("cuda", dtype=torch.float16,
-                                  enabled=self.device.type == "cuda" and self.config.autocast)
+        autocast = torch.autocast(self.device.type, dtype=self.autocast_dtype,
+                                  enabled=self.autocast_dtype is not None)
         with torch.inference_mode(), autocast:
             mark = self._sync()
             timings["preprocess"] = (mark - started) * 1000
@@ -313,6 +342,8 @@ class DepthEstimator:
             context = {"lookup_features": self.buffer.features} if multi_frame and self.reuses_features else {}
             if multi_frame and "flow_features" in self.buffer.extras:
                 context["lookup_flow_features"] = self.buffer.extras["flow_features"]
+            if self.config.skip_release_motion:
+                context["skip_release_motion"] = True
             if multi_frame:
                 outputs = self.model.multi_frame_forward(current, self.buffer.image, T_prev_current, K_tensor,
                                                          **context)
@@ -343,10 +374,11 @@ class DepthEstimator:
         depth_np[~np.isfinite(depth_np) | (depth_np <= 0)] = np.nan
         lookup_image, motion_mask = (self._matched_view(outputs, self.buffer.image, depth_np.shape) if multi_frame
                                      else (None, None))
+        keep = (lambda tensor: tensor.clone()) if self._cuda_graphs else (lambda tensor: tensor)
         self.buffer = FrameBuffer(image=current, K=K_tensor, stamp=stamp,
-                                  features=features if self.reuses_features else None)
+                                  features=keep(features) if self.reuses_features else None)
         if multi_frame and outputs.get("flow_features") is not None:  # Manydepth2 + GMFlow: next pair's lookup
-            self.buffer.extras["flow_features"] = outputs["flow_features"]
+            self.buffer.extras["flow_features"] = keep(outputs["flow_features"])
         T_np = None
         if T_prev_current is not None:
             T_np = T_prev_current[0].double().cpu().numpy()

@@ -152,10 +152,10 @@ def test_flow_on_downsized_frames_is_returned_in_quarter_resolution_pixels():
     estimator = quiet_estimator("gmflow")
     calls = []
 
-    def constant_flow(image1, image2, features1=None, features2=None):  # 3 px right, 1 px down at input size
-        calls.append(tuple(image1.shape[-2:]))
-        flow = torch.zeros(image1.shape[0], 2, *image1.shape[-2:])
-        flow[:, 0], flow[:, 1] = 3.0, 1.0
+    def constant_flow(image1, image2, features1=None, features2=None, downsample=1):  # 3 px right, 1 px down
+        calls.append(tuple(image1.shape[-2:]))  # at input size, returned at 1/downsample in pixels of that grid
+        flow = torch.zeros(image1.shape[0], 2, image1.shape[-2] // downsample, image1.shape[-1] // downsample)
+        flow[:, 0], flow[:, 1] = 3.0 / downsample, 1.0 / downsample
         return flow
 
     estimator.forward = constant_flow

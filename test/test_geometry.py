@@ -32,6 +32,18 @@ def test_pose_roundtrip_and_inverse():
     assert torch.allclose(R[0, :3, :3] @ torch.tensor([0.0, 0, 1]), torch.tensor([1.0, 0, 0]), atol=1e-6)
 
 
+def test_axis_angle_conversions_round_trip_at_every_angle():
+    torch.manual_seed(0)
+    axes = torch.nn.functional.normalize(torch.randn(64, 3), dim=1)
+    angles = torch.cat([torch.tensor([0.0, 1e-6, 1e-3, math.pi - 1e-3, math.pi]), torch.rand(59) * math.pi])
+    R = geometry.axis_angle_to_rotation_matrix(axes * angles[:, None].double().float())
+    assert torch.allclose(R @ R.transpose(1, 2), torch.eye(3).expand(64, 3, 3), atol=1e-6)
+    back = geometry.rotation_matrix_to_axis_angle(R)
+    torch.testing.assert_close(geometry.axis_angle_to_rotation_matrix(back), R, atol=1e-5, rtol=0)
+    inside = angles < math.pi - 1e-2  # near π the axis sign is ambiguous
+    torch.testing.assert_close(back[inside], (axes * angles[:, None])[inside], atol=1e-4, rtol=0)
+
+
 def test_backproject_project_roundtrip():
     _, depth, K = _scene()
     depth = depth * torch.linspace(1, 3, 64).view(1, 1, 1, -1)

@@ -7,6 +7,7 @@ from torch import nn
 
 from mgdepth_core.geometry import intrinsics_at_scale, pose_from_axisangle_translation
 from mgdepth_core.models.cost_volume import depth_bin_values
+from mgdepth_core.stages import stage
 
 
 class MultiFrameDepthModel(nn.Module):
@@ -31,7 +32,8 @@ class MultiFrameDepthModel(nn.Module):
     def relative_pose(self, target: torch.Tensor, source: torch.Tensor, source_is_before: bool) -> torch.Tensor:
         """``T_source_target`` (B×4×4) from the pose net, fed in temporal order as Manydepth does."""
         pair = [source, target] if source_is_before else [target, source]
-        axisangle, translation = self.pose_network(torch.cat(pair, 1))
+        with stage("pose"):
+            axisangle, translation = self.pose_network(torch.cat(pair, 1))
         return pose_from_axisangle_translation(axisangle.float(), translation.float(), invert=source_is_before)
 
     def pose_network(self, pair: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -41,7 +43,8 @@ class MultiFrameDepthModel(nn.Module):
 
     def teacher_forward(self, image: torch.Tensor) -> dict:
         """Single-frame teacher: ``{("disp", s): B×1×H/2^s×W/2^s}``."""
-        return self.mono_depth(self.mono_encoder(image))
+        with stage("teacher"):
+            return self.mono_depth(self.mono_encoder(image))
 
     def multi_frame_forward(self, image: torch.Tensor, lookup: torch.Tensor, T_lookup_current: torch.Tensor,
                             K: torch.Tensor, **context) -> dict:
@@ -58,8 +61,11 @@ class MultiFrameDepthModel(nn.Module):
         """The student's networks: encoder with the cost volume against ``lookup_features`` (the lookup frame's
         :meth:`matching_features`) and depth decoder. ``K``: B×3×3 full-resolution pixels. Returns the disparities
         plus ``"matching_features"``, ``"lowest_cost"``, ``"cost_volume_depth"`` and ``"confidence_mask"``."""
-        encoded = self.encoder(image, lookup_features, T_lookup_current, intrinsics_at_scale(K, 2), self.depth_bins())
-        outputs = self.depth(encoded.pop("features"))
+        with stage("encoder"):
+            encoded = self.encoder(image, lookup_features, T_lookup_current, intrinsics_at_scale(K, 2),
+                                   self.depth_bins())
+        with stage("decoder"):
+            outputs = self.depth(encoded.pop("features"))
         outputs.update(encoded)
         return outputs
 

@@ -139,13 +139,17 @@ class FlowEstimator(nn.Module):
 
     @torch.no_grad()
     def forward(self, image1: torch.Tensor, image2: torch.Tensor, features1: torch.Tensor | None = None,
-                features2: torch.Tensor | None = None) -> torch.Tensor:
+                features2: torch.Tensor | None = None, downsample: int = 1) -> torch.Tensor:
         """``features1``/``features2``: :meth:`encode` of the two frames where known (GMFlow; the backbone then
-        runs only for the other frame)."""
+        runs only for the other frame). ``downsample`` f (GMFlow; 1, 2, 4 or 8, dividing H and W): the flow at
+        H/f×W/f in pixels of that grid, equal to :func:`resize_flow` of the full flow but cheaper."""
         _check_pair(image1, image2)
         if self.backend == "gmflow":
-            height, width = image1.shape[-2:]
-            return self.net(self._pad(image1), self._pad(image2), features1, features2)[..., :height, :width]
+            height, width = image1.shape[-2] // downsample, image1.shape[-1] // downsample
+            return self.net(self._pad(image1), self._pad(image2), features1, features2,
+                            downsample)[..., :height, :width]
+        if downsample != 1:
+            raise ValueError(f"{self.backend} returns full-resolution flow only (downsample 1)")
         if features1 is not None or features2 is not None:
             raise ValueError(f"{self.backend} does not take precomputed features")
         return self.flow_predictions(image1, image2)[-1]
@@ -176,9 +180,12 @@ class FlowEstimator(nn.Module):
         ``input_scale`` runs the network on frames resized by that factor first (fewer pixels, coarser flow).
         ``features1``/``features2``: :meth:`encode` of ``resize_input(frame, input_scale)``, where known."""
         target = (image1.shape[-2] // 2 ** scale, image1.shape[-1] // 2 ** scale)
-        flow = self(self.resize_input(image1, input_scale), self.resize_input(image2, input_scale),
-                    features1, features2)
-        return resize_flow(flow, target)
+        image1, image2 = self.resize_input(image1, input_scale), self.resize_input(image2, input_scale)
+        factor = image1.shape[-2] // target[0]
+        if self.backend == "gmflow" and factor in (2, 4, 8) and tuple(image1.shape[-2:]) == (
+                factor * target[0], factor * target[1]):  # GMFlow evaluates only the pixels the resize reads
+            return self(image1, image2, features1, features2, downsample=factor)
+        return resize_flow(self(image1, image2, features1, features2), target)
 
 
 def resize_flow(flow: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

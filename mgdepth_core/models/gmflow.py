@@ -106,10 +106,7 @@ def window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, height: 
         offset = (-(height // splits // 2), -(width // splits // 2))
         q, k, v = (torch.roll(t, shifts=offset, dims=(1, 2)) for t in (q, k, v))
     q, k, v = (split_windows(t, splits).flatten(1, 2) for t in (q, k, v))
-    scores = q @ k.transpose(1, 2) / math.sqrt(c)
-    if shift:
-        scores = scores + mask.repeat(b, 1, 1)
-    out = torch.softmax(scores, dim=-1) @ v
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.to(q.dtype).repeat(b, 1, 1) if shift else None)
     out = merge_windows(out.view(-1, height // splits, width // splits, c), splits)
     if shift:
         out = torch.roll(out, shifts=(height // splits // 2, width // splits // 2), dims=(1, 2))
@@ -140,7 +137,7 @@ class TransformerLayer(nn.Module):
         if splits > 1:
             message = window_attention(q, k, v, height, width, splits, self.shift, mask)
         else:
-            message = torch.softmax(q @ k.transpose(1, 2) / math.sqrt(q.shape[-1]), dim=-1) @ v
+            message = F.scaled_dot_product_attention(q, k, v)
         message = self.norm1(self.merge(message))
         if self.with_ffn:
             message = self.norm2(self.mlp(torch.cat([source, message], dim=-1)))
@@ -256,14 +253,31 @@ class GMFlow(nn.Module):
         """Input sizes must be multiples of this (8 for the backbone × the attention splits)."""
         return 8 * self.attn_splits
 
-    def convex_upsample(self, flow: torch.Tensor, feature: torch.Tensor) -> torch.Tensor:
-        """×upsample_factor: every fine pixel is a learnt convex combination of its 3×3 coarse neighbours."""
+    def convex_upsample(self, flow: torch.Tensor, feature: torch.Tensor, downsample: int = 1) -> torch.Tensor:
+        """×upsample_factor: every fine pixel is a learnt convex combination of its 3×3 coarse neighbours.
+
+        ``downsample`` f (a divisor of upsample_factor, 1 or even): the fine flow resized by 1/f as
+        :func:`~mgdepth_core.models.flow.resize_flow` resizes it (bilinear, align_corners=False: the mean of a 2×2
+        block of fine pixels), in pixels of that grid, with the convex combination evaluated only at the fine pixels
+        the resize reads (a quarter of them for f = 4). Returns B×2×(k·h/f)×(k·w/f).
+        """
         b, _, h, w = flow.shape
         k = self.upsample_factor
-        weights = self.upsampler(torch.cat([flow, feature], dim=1)).view(b, 1, 9, k, k, h, w).softmax(dim=2)
+        if k % downsample or (downsample > 1 and downsample % 2):
+            raise ValueError(f"downsample must be 1 or an even divisor of {k}, got {downsample}")
+        per_cell = k // downsample  # output pixels per coarse cell and axis
+        taps = 1 if downsample == 1 else 2  # fine rows (columns) averaged per output row (column)
+        rows = list(range(k)) if downsample == 1 else [downsample * j + downsample // 2 - 1 + t
+                                                      for j in range(per_cell) for t in range(taps)]
+        channels = torch.tensor([n * k * k + r * k + c for n in range(9) for r in rows for c in rows],
+                                device=flow.device)
+        hidden, last = self.upsampler[1](self.upsampler[0](torch.cat([flow, feature], dim=1))), self.upsampler[2]
+        weights = F.conv2d(hidden, last.weight[channels], last.bias[channels])
+        weights = weights.view(b, 1, 9, len(rows), len(rows), h, w).softmax(dim=2)
         neighbours = F.unfold(k * flow, 3, padding=1).view(b, 2, 9, 1, 1, h, w)
-        up = (weights * neighbours).sum(dim=2)  # B×2×k×k×h×w
-        return up.permute(0, 1, 4, 2, 5, 3).reshape(b, 2, k * h, k * w)
+        up = (weights * neighbours).sum(dim=2)  # B×2×rows×rows×h×w
+        up = up.view(b, 2, per_cell, taps, per_cell, taps, h, w).mean((3, 5)) / downsample
+        return up.permute(0, 1, 4, 2, 5, 3).reshape(b, 2, per_cell * h, per_cell * w)
 
     def encode(self, image: torch.Tensor) -> torch.Tensor:
         """CNN features of one B×3×H×W image in [0, 1] (B×C×H/8×W/8). Instance-normalised per image, so a frame's
@@ -275,8 +289,9 @@ class GMFlow(nn.Module):
         return self.backbone((image - self.mean) / self.std)
 
     def forward(self, image0: torch.Tensor, image1: torch.Tensor, feature0: torch.Tensor | None = None,
-                feature1: torch.Tensor | None = None) -> torch.Tensor:
-        """``feature0``/``feature1``: :meth:`encode` of the images, when already known (the backbone is skipped)."""
+                feature1: torch.Tensor | None = None, downsample: int = 1) -> torch.Tensor:
+        """``feature0``/``feature1``: :meth:`encode` of the images, when already known (the backbone is skipped);
+        ``downsample``: return the flow at 1/downsample resolution (see :meth:`convex_upsample`)."""
         if feature0 is None and feature1 is None:
             feature0, feature1 = self.encode(torch.cat([image0, image1], dim=0)).chunk(2, dim=0)
         else:
@@ -286,6 +301,8 @@ class GMFlow(nn.Module):
         h, w = feature0.shape[-2:]
         position = sine_position_encoding(self.feature_channels, h // s, w // s, feature0.device).repeat(1, s, s)
         feature0, feature1 = self.transformer(feature0 + position, feature1 + position, s)
-        flow = global_matching_flow(feature0, feature1)
-        flow = self.feature_flow_attn(feature0, flow)
-        return self.convex_upsample(flow, feature0)
+        with torch.autocast(feature0.device.type, enabled=False):  # pixel coordinates need float32
+            feature0, feature1 = feature0.float(), feature1.float()
+            flow = global_matching_flow(feature0, feature1)
+            flow = self.feature_flow_attn(feature0, flow)
+            return self.convex_upsample(flow, feature0, downsample)

@@ -124,6 +124,8 @@ class HRNetEncoderMatching(HRNetEncoder):
         super().__init__(pretrained, weights_path)
         self.num_depth_bins = num_depth_bins
         self.chunk_elements = chunk_elements
+        self.bin_step = 1  # cost computed at every bin_step-th depth bin, the rest interpolated (inference speed)
+        self.confident_only = False  # skip pixels with an invalid bin (inference: only the volume is used)
         self.prematching_conv = nn.Sequential(nn.Conv2d(64, 16, kernel_size=1), nn.ReLU(inplace=True))
         self.reduce_conv = nn.Sequential(nn.Conv2d(STAGE1_CHANNELS + num_depth_bins, STAGE1_CHANNELS, 3, padding=1),
                                          nn.ReLU(inplace=True))
@@ -132,6 +134,13 @@ class HRNetEncoderMatching(HRNetEncoder):
         """(feat0, stem, stage-1 output 256@H/4 = the matching features) of B×3×H×W in [0, 1]."""
         feat0, stem = self.stem(image)
         return feat0, stem, self.layer1(stem)
+
+    def fuse_and_encode(self, feat0: torch.Tensor, stem: torch.Tensor, stage1: torch.Tensor, volume: torch.Tensor
+                        ) -> list[torch.Tensor]:
+        """The five maps from :meth:`matching_features`' outputs and the B×D×H/4×W/4 cost volume (fusion conv,
+        stages 2-4)."""
+        fused = self.reduce_conv(torch.cat([stage1, volume.to(stage1.dtype)], 1))
+        return self.collect(feat0, stem, self.high_resolution_stages(fused))
 
     def forward(self, image: torch.Tensor, lookup_features: torch.Tensor, T_lookup_current: torch.Tensor,
                 K_quarter: torch.Tensor, depth_bins: torch.Tensor) -> dict:
@@ -144,8 +153,7 @@ class HRNetEncoderMatching(HRNetEncoder):
         """
         feat0, stem, stage1 = self.matching_features(image)
         volume = build_cost_volume(stage1, lookup_features, T_lookup_current, K_quarter, depth_bins,
-                                   self.chunk_elements)
-        fused = self.reduce_conv(torch.cat([stage1, volume.volume.to(stage1.dtype)], 1))
-        features = self.collect(feat0, stem, self.high_resolution_stages(fused))
+                                   self.chunk_elements, self.bin_step, self.confident_only)
+        features = self.fuse_and_encode(feat0, stem, stage1, volume.volume)
         return {"features": features, "matching_features": stage1.detach(), "lowest_cost": 1.0 / volume.best_depth,
                 "cost_volume_depth": volume.best_depth, "confidence_mask": volume.confidence_mask}

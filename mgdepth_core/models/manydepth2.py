@@ -18,7 +18,8 @@ from mgdepth_core.models.hr_decoder import HRDepthDecoder
 from mgdepth_core.models.hrnet import HRNetEncoder, HRNetEncoderMatching
 from mgdepth_core.models.pose import PoseDecoder
 from mgdepth_core.models.resnet import ResnetEncoder
-from mgdepth_core.models.static_reference import build_static_reference
+from mgdepth_core.models.static_reference import build_static_reference, release_lookup_without_motion
+from mgdepth_core.stages import stage
 
 FLOW_SCALE = 2  # the flow network's output and the cost volume live at 1/4 resolution
 
@@ -91,7 +92,9 @@ class Manydepth2Model(MultiFrameDepthModel):
         (replaces running the flow network), ``epoch``,
         ``lookup_features`` (B×256×H/4×W/4, the previous frame's ``"matching_features"``; used only without the
         static reference, where the lookup image is the previous frame itself; ``lookup`` may then be None),
-        ``lookup_flow_features`` (the previous frame's ``"flow_features"``: its flow-network features, GMFlow).
+        ``lookup_flow_features`` (the previous frame's ``"flow_features"``: its flow-network features, GMFlow),
+        ``skip_release_motion`` (static_reference release only: no flow and no teacher, the lookup is
+        :func:`~mgdepth_core.models.static_reference.release_lookup_without_motion`; an approximation).
 
         Besides the interface's outputs: ``"cost_volume_depth"`` (B×1×H/4×W/4 metres), ``"matching_features"``
         (this frame's stage-1 features for the next frame), and when the static reference is used
@@ -101,7 +104,12 @@ class Manydepth2Model(MultiFrameDepthModel):
         """
         extra = {}
         has_pose = bool((T_lookup_current.flatten(1) != 0).any())  # all-zero poses: empty volume, lookup unused
-        if has_pose and self.uses_static_reference(context.get("epoch")):
+        skip_motion = context.get("skip_release_motion") and self.config.static_reference == "release"
+        if has_pose and self.uses_static_reference(context.get("epoch")) and skip_motion:
+            with stage("static_reference"):
+                lookup = release_lookup_without_motion(lookup)
+            extra["lookup_image"] = lookup
+        elif has_pose and self.uses_static_reference(context.get("epoch")):
             teacher_depth = context.get("teacher_depth")
             if teacher_depth is None:
                 with torch.no_grad():
@@ -114,16 +122,18 @@ class Manydepth2Model(MultiFrameDepthModel):
             if flow is None:
                 raw_image, raw_lookup = context.get("raw_image"), context.get("raw_lookup")
                 flow_image = image if raw_image is None else raw_image
-                image_flow_features = self.flow_features(flow_image)
-                flow = self.quarter_flow(flow_image, lookup if raw_lookup is None else raw_lookup,
-                                         image_flow_features, context.get("lookup_flow_features"))
+                with stage("flow"):
+                    image_flow_features = self.flow_features(flow_image)
+                    flow = self.quarter_flow(flow_image, lookup if raw_lookup is None else raw_lookup,
+                                             image_flow_features, context.get("lookup_flow_features"))
                 if image_flow_features is not None:
                     extra["flow_features"] = image_flow_features
             config = self.config
-            static = build_static_reference(image, lookup, flow, teacher_depth.detach(), T_lookup_current, K,
-                                            config.static_reference, config.motion_threshold_px,
-                                            config.static_reference_blend, config.static_reference_resolution,
-                                            config.clear_old_positions)
+            with stage("static_reference"):
+                static = build_static_reference(image, lookup, flow, teacher_depth.detach(), T_lookup_current, K,
+                                                config.static_reference, config.motion_threshold_px,
+                                                config.static_reference_blend, config.static_reference_resolution,
+                                                config.clear_old_positions)
             lookup = static.lookup
             extra.update(lookup_image=lookup, static_reference=static.static_reference,
                          motion_mask=static.motion_mask)
@@ -131,7 +141,8 @@ class Manydepth2Model(MultiFrameDepthModel):
         if lookup_features is None:
             if lookup is None:
                 raise ValueError("multi_frame_forward needs the lookup image or context['lookup_features']")
-            lookup_features = self.matching_features(lookup)
+            with stage("encoder"):
+                lookup_features = self.matching_features(lookup)
         outputs = self.student_network(image, lookup_features, T_lookup_current, K)
         outputs.update(extra)
         return outputs

@@ -110,9 +110,22 @@ def _release(image, reference, flow, depth, T_reference_current, K) -> StaticRef
     transferred = splatted[:, :1] > 0.5
     redrawn = sample(image_small, grid + splatted[:, 1:], padding_mode="zeros")
     static = torch.where(transferred, redrawn, reference_small)
-    lookup = (1 - RELEASE_BLEND) * reference + RELEASE_BLEND * _resize(static, image.shape[-2:])
-    return StaticReference(lookup=lookup, static_reference=static, motion_mask=motion, transferred_mask=transferred,
-                           cleared_mask=torch.zeros_like(transferred), rigid_flow=rigid)
+    return StaticReference(lookup=_release_blend(reference, static), static_reference=static, motion_mask=motion,
+                           transferred_mask=transferred, cleared_mask=torch.zeros_like(transferred), rigid_flow=rigid)
+
+
+def _release_blend(reference: torch.Tensor, static: torch.Tensor) -> torch.Tensor:
+    return (1 - RELEASE_BLEND) * reference + RELEASE_BLEND * _resize(static, reference.shape[-2:])
+
+
+def release_lookup_without_motion(reference: torch.Tensor) -> torch.Tensor:
+    """The release's lookup image with nothing transferred: 0.75·reference + 0.25·(reference resized to 1/4 and
+    back), B×3×H×W. The release's Î differs from it in at most the 4 top-left pixels of its 1/4-resolution grid
+    (its splat targets lie in {0, 1}²), the only place where the optical flow and the teacher's depth reach."""
+    with torch.no_grad():
+        reference = reference.float()
+        small = _resize(reference, (reference.shape[-2] // 4, reference.shape[-1] // 4))
+        return _release_blend(reference, small)
 
 
 def build_static_reference(image: torch.Tensor, reference: torch.Tensor, flow: torch.Tensor, depth: torch.Tensor,
@@ -135,7 +148,8 @@ def build_static_reference(image: torch.Tensor, reference: torch.Tensor, flow: t
         raise ValueError(f"static_reference_resolution must be 'full' or 'quarter', got {resolution!r}")
     if image.shape != reference.shape or image.shape[1] != 3:
         raise ValueError(f"image {tuple(image.shape)} and reference {tuple(reference.shape)} must both be B×3×H×W")
-    with torch.no_grad():
+    with torch.no_grad(), torch.autocast(image.device.type, enabled=False):  # geometry in float32
+        image, reference, flow, depth = image.float(), reference.float(), flow.float(), depth.float()
         if mode == "release":
             return _release(image, reference, flow, depth, T_reference_current, K)
         full = tuple(image.shape[-2:])

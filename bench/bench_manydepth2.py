@@ -44,6 +44,7 @@ from mgdepth_core.data.synthetic import CAR, PERSON, SyntheticDynamicDataset
 from mgdepth_core.dynamic import DynamicObjectsConfig
 from mgdepth_core.eval.metrics import dynamic_mask_from_instances, evaluate_depth
 from mgdepth_core.models import ModelConfig, build_model
+from mgdepth_core.train.trainer import to_device
 
 # --------------------------------------------------------------------------------------------------- claim
 CLAIM_METHODS = {  # name → (ModelConfig fields, TrainConfig fields, (method, flow) in docs/results/claim.json)
@@ -84,7 +85,7 @@ def _train_config(args, name: str, seed: int):
                        losses=LossConfig(pose_source=args.pose_source, dataset_pose_scale=args.dataset_pose_scale,
                                          automask_warmup_steps=args.automask_warmup_steps),
                        max_steps=args.steps, seed=seed, **run_fields,
-                       log_frequency=10 ** 9, save_frequency=10 ** 6, device="cpu")
+                       log_frequency=10 ** 9, save_frequency=10 ** 6, device=args.device)
 
 
 def _trainer(args, name: str, run_dir: Path, seed: int, resume: bool = False):
@@ -114,10 +115,10 @@ def _evaluate(args, name: str, trainer) -> dict:
     with torch.no_grad():
         for position in range(0, len(dataset), args.test_stride):
             sample = dataset[position]
-            batch = default_collate([sample])
+            batch = to_device(default_collate([sample]), trainer.device)
             outputs, terms = step(batch, trainer.epoch)
             for network in depths:
-                depths[network].append(outputs[f"{network}_depth"][0][0, 0].numpy())
+                depths[network].append(outputs[f"{network}_depth"][0][0, 0].cpu().numpy())
                 photometric[network].append(float(terms[f"{network}/reprojection/0"]))
                 errors = step._reprojection_errors(batch, outputs, outputs[f"{network}_depth"][0], outputs["poses"],
                                                    network, 0)
@@ -128,7 +129,8 @@ def _evaluate(args, name: str, trainer) -> dict:
             classes.append(sample["instance_class"].numpy()[sample["instances"][0][0].numpy()])
             if "motion_mask" in outputs["student"]:
                 flagged = torch.nn.functional.interpolate(outputs["student"]["motion_mask"].float(),
-                                                          ground_truth[-1].shape, mode="nearest")[0, 0].numpy() > 0
+                                                          ground_truth[-1].shape, mode="nearest")[0, 0] > 0
+                flagged = flagged.cpu().numpy()
                 known = ground_truth[-1] > 0
                 motion_flags["moving"].append(float(flagged[masks[-1] & known].mean()) if (masks[-1] & known).any()
                                               else float("nan"))
@@ -376,6 +378,8 @@ def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--part", choices=["claim", "cold-start"], default="claim", help="which benchmark to run")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="claim: device the runs train and are scored on (jobs share it)")
     claim = parser.add_argument_group("claim")
     claim.add_argument("--steps", type=int, default=200, help="optimisation steps per method (same for all)")
     claim.add_argument("--batch-size", type=int, default=4, help="training batch size")

@@ -176,12 +176,12 @@ def memory_child(args) -> None:
     """Run one method alone (fresh process) and print its peak memory as JSON."""
     device = torch.device(args.device)
     batch = make_batch(args.height, args.width, args.batch)
-    from mgdepth_core.train.trainer import _to_device
+    from mgdepth_core.train.trainer import to_device
 
     reset_peak_rss()
     step = build(args.memory_of, args, device)
     inputs = OriginalManydepthStep.inputs(batch, device) if args.memory_of == "original manydepth" else \
-        _to_device(batch, device)
+        to_device(batch, device)
     before = current_rss_mb()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -209,7 +209,7 @@ def main() -> None:
         memory_child(args)
         return
     device = torch.device(args.device)
-    from mgdepth_core.train.trainer import _to_device
+    from mgdepth_core.train.trainer import to_device
 
     names = ["original manydepth", "ours manydepth"]
     skipped = {}
@@ -223,7 +223,7 @@ def main() -> None:
     batch = make_batch(args.height, args.width, args.batch)
     steps = {name: build(name, args, device) for name in names}
     inputs = {name: OriginalManydepthStep.inputs(batch, device) if name == "original manydepth"
-              else _to_device(batch, device) for name in names}
+              else to_device(batch, device) for name in names}
     times: dict[str, list[float]] = {name: [] for name in names}
     for index in range(args.warmup + args.steps):
         for name in names:

@@ -56,6 +56,8 @@ class DataConfig:
     synthetic_seed: int = option(0, "synthetic set: random seed of the first sequence")
     synthetic_sequences: int = option(4, "synthetic set: number of sequences (one seed each)")
     synthetic_frames: int = option(40, "synthetic set: frames per sequence")
+    synthetic_cache_mb: float = option(512.0, "synthetic set: memory for rendered frames kept for reuse, MB (each "
+                                              "frame is rendered once while they fit; per DataLoader worker)")
     exact_flow: bool = option(False, "synthetic set: every sample carries its exact optical flow (flow_gt), for "
                                      "model.flow = dataset and flow training")
     image_topic: str = option("", "bag: image topic (sensor_msgs/Image or CompressedImage)")

@@ -407,6 +407,9 @@ def _bilinear_periodic(textures: np.ndarray, texture_ids: np.ndarray, a: np.ndar
     return top * (1 - fb) + bottom * fb
 
 
+RENDERED_BYTES_PER_PIXEL = 15  # a rendered frame: uint8 RGB, float32 depth, int64 instance ids
+
+
 class SyntheticDynamicDataset(Dataset):
     """Samples (see :mod:`mgdepth_core.data` for the layout) from synthetic sequences, one seed each.
 
@@ -455,9 +458,12 @@ class SyntheticDynamicDataset(Dataset):
         if split not in offsets:
             raise ValueError(f"synthetic split must be one of {sorted(offsets)}, got {split!r}")
         seeds = [config.synthetic_seed + offsets[split] + i for i in range(config.synthetic_sequences)]
+        cached_frames = max(8, int(config.synthetic_cache_mb * 2 ** 20 / (config.height * config.width
+                                                                          * RENDERED_BYTES_PER_PIXEL)))
         return cls(seeds, config.synthetic_frames, config.height, config.width, config.frame_ids,
                    augment=training and config.augment, flip_probability=config.flip_probability,
-                   jitter_probability=config.jitter_probability, with_flow=config.exact_flow)
+                   jitter_probability=config.jitter_probability, cached_frames=cached_frames,
+                   with_flow=config.exact_flow)
 
     def __len__(self) -> int:
         return len(self.index)

@@ -107,13 +107,14 @@ def build_dynamic_objects_hook(config: TrainConfig) -> DynamicObjectsHook:
     return build_training_hook(config)
 
 
-def _to_device(value: Any, device: torch.device) -> Any:
+def to_device(value: Any, device: torch.device) -> Any:
+    """``value`` with every tensor in it (nested dicts, lists, tuples) moved to ``device``."""
     if isinstance(value, torch.Tensor):
         return value.to(device, non_blocking=True)
     if isinstance(value, dict):
-        return {k: _to_device(v, device) for k, v in value.items()}
+        return {k: to_device(v, device) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return type(value)(_to_device(v, device) for v in value)
+        return type(value)(to_device(v, device) for v in value)
     return value
 
 
@@ -589,7 +590,7 @@ class Trainer:
         try:
             for inputs in loader:
                 started = time.perf_counter()
-                outputs, step_losses = self.trainable(_to_device(inputs, self.device), self.epoch, self.step)
+                outputs, step_losses = self.trainable(to_device(inputs, self.device), self.epoch, self.step)
                 self._check_finite(step_losses)
                 self.optimizer.zero_grad(set_to_none=True)
                 step_losses["loss"].backward()

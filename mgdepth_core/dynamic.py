@@ -5,7 +5,10 @@ sample, see :mod:`mgdepth_core.data`). The filter, for each object present in th
 
 1. drops it when it covers less than ``min_area_fraction`` of frame t (status ``SMALL``);
 2. forward-warps (z-buffered splat, :func:`mgdepth_core.geometry.forward_splat`) its mask from a source frame
-   with the source depth and the *background* ego-motion, i.e. as if the object were static;
+   with the source depth and the *background* ego-motion, i.e. as if the object were static. Two options make this
+   hold with predicted geometry: ``object_depth: ground_contact`` gives each object the depth of the background
+   just below it (:func:`ground_contact_depth`) and ``translation_scale: photometric`` rescales the translation to
+   the depth's units on the background (:func:`photometric_translation_scale`);
 3. compares the warped mask with the observed mask of the same id in the comparison frame by Sørensen–Dice
    2|A∩B|/(|A|+|B|) (or IoU), inside the part of the comparison frame that the source frame sees (pixels no
    splatted point reached are left out, so objects entering the view are not mistaken for moving ones; the
@@ -35,7 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mgdepth_core import geometry
+from mgdepth_core import geometry, losses
 from mgdepth_core.config import option
 
 POTENTIALLY_DYNAMIC_COCO_CLASSES = [1, 2, 3, 4, 6, 7, 8]  # person, bicycle, car, motorcycle, bus, train, truck
@@ -47,6 +50,7 @@ DYNAMIC = 2  # truly dynamic: similarity < θ and within the max_objects kept
 SMALL = 3  # smaller than min_area_fraction in frame t
 UNMATCHED = 4  # no counterpart in the source or comparison frame (or warped out of view)
 BEYOND_LIMIT = 5  # dynamic but beyond max_objects
+TRANSLATION_SCALES = torch.exp(torch.linspace(-0.7, 0.7, 41))  # photometric search: ×0.50 … ×2.01, 3.6 % steps
 STATUS_NAMES = {ABSENT: "absent", STATIC: "static", DYNAMIC: "dynamic", SMALL: "small", UNMATCHED: "unmatched",
                 BEYOND_LIMIT: "beyond_limit"}
 
@@ -63,6 +67,12 @@ class DynamicObjectsConfig:
     extra_distance: bool = option(True, "compare t−1 warped to t+1 (two frames of motion) instead of t−1 to t")
     vote_frames: int = option(3, "streaming only: an object is truly dynamic when the median similarity of its "
                                  "last N frames is below θ (1 = frame by frame, as the paper)")
+    object_depth: Literal["own", "ground_contact"] = option(
+        "ground_contact", "depth of an object's pixels for the warp: its own prediction, or the median depth of the "
+                          "background pixels just below its lowest pixels (its ground contact)")
+    translation_scale: Literal["pose", "photometric"] = option(
+        "photometric", "ego translation's length for the warp: the pose net's, or ×0.5–2 rescaled to minimise the "
+                       "background photometric error between source and comparison frame (fixes pose/depth scale)")
     keep_order: Literal["lowest_similarity", "highest_similarity"] = option(
         "lowest_similarity", "which candidates max_objects keeps: the most clearly moving ones, or (release) the "
                              "highest-similarity ones first")
@@ -147,15 +157,69 @@ def mask_similarity(a: torch.Tensor, b: torch.Tensor, kind: str = "dice") -> tor
     raise ValueError(f"similarity must be 'dice' or 'iou', got {kind!r}")
 
 
+def ground_contact_depth(depth: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """``depth`` (B×1×H×W) with every object's pixels set to its ground-contact depth: the median depth of the
+    background pixels right below the object's lowest pixel in each of its columns (a parked car at the depth of
+    the road it stands on). Objects with no background below them keep their own depth. ``ids``: B×1×H×W int64."""
+    num_ids = int(ids.max())
+    if num_ids == 0:
+        return depth
+    height = depth.shape[-2]
+    masks = one_hot_instances(ids, num_ids) > 0  # B×M×H×W
+    rows = torch.arange(height, device=ids.device).view(1, 1, -1, 1)
+    bottom = torch.where(masks, rows, torch.full_like(rows, -1)).amax(2)  # B×M×W, −1 = column not covered
+    below = (bottom + 1).clamp(max=height - 1).unsqueeze(2)  # B×M×1×W
+    expand = (-1, num_ids, -1, -1)
+    ids_below = ids.expand(*expand).gather(2, below).squeeze(2)
+    depth_below = depth.expand(*expand).gather(2, below).squeeze(2)
+    contact = (bottom >= 0) & (bottom + 1 < height) & (ids_below == 0)
+    median = torch.where(contact, depth_below, torch.full_like(depth_below, float("nan"))).nanmedian(-1).values
+    table = F.pad(torch.where(contact.any(-1), median, torch.full_like(median, float("nan"))), (1, 0),
+                  value=float("nan"))  # B×(M+1), index = id, NaN = keep the own depth
+    per_pixel = table.gather(1, ids.flatten(1)).view_as(depth)
+    return torch.where(per_pixel.isnan(), depth, per_pixel)
+
+
+def photometric_translation_scale(source_image: torch.Tensor, compare_image: torch.Tensor,
+                                  compare_depth: torch.Tensor, source_ids: torch.Tensor, compare_ids: torch.Tensor,
+                                  T_compare_source: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
+    """Factor k (B,) of :data:`TRANSLATION_SCALES` for the translation of ``T_compare_source`` (B×4×4) that
+    minimises the photometric error (SSIM + L1) of the background: the comparison frame (image B×3×H×W in [0, 1],
+    depth B×1×H×W) against the source image sampled where its pixels land. The pose net's translation drifts
+    against the depth's scale frame by frame; its rotation and direction are far better. 1 without background."""
+    T_source_compare = geometry.invert_pose(T_compare_source.float())
+    batch = compare_depth.shape[0]
+    points = geometry.backproject(compare_depth.float(), torch.linalg.inv(K))
+    rotated = (T_source_compare[:, :3, :3] @ points.flatten(2)).view_as(points)
+    # (T_c_s with translation k·t)⁻¹ = (R_s_c, k·t_s_c): the same factor on the inverse's translation
+    translation = T_source_compare[:, :3, 3].view(batch, 3, 1, 1)
+    errors, counts = [], []
+    for k in TRANSLATION_SCALES.tolist():
+        pixels, z = geometry.project(rotated + k * translation, K)
+        warped = geometry.sample(source_image, pixels)
+        warped_ids = geometry.sample(source_ids.float(), pixels, padding_mode="zeros", mode="nearest")
+        valid = ((compare_ids == 0) & (warped_ids == 0) & (z > 1e-3)
+                 & geometry.in_image(pixels, *compare_depth.shape[-2:])).float()
+        errors.append((losses.photometric_error(warped, compare_image) * valid).flatten(1).sum(1))
+        counts.append(valid.flatten(1).sum(1))
+    error = torch.stack(errors, 1) / torch.stack(counts, 1).clamp(min=1)
+    best = TRANSLATION_SCALES.to(K.device)[error.argmin(1)]
+    return torch.where(torch.stack(counts, 1).amin(1) > 0, best, torch.ones_like(best))
+
+
 def theta_filter(target_ids: torch.Tensor, source_ids: torch.Tensor, source_depth: torch.Tensor,
                  T_compare_source: torch.Tensor, K: torch.Tensor, compare_ids: torch.Tensor,
-                 config: DynamicObjectsConfig, num_ids: int | None = None) -> ThetaFilterResult:
+                 config: DynamicObjectsConfig, num_ids: int | None = None, source_image: torch.Tensor | None = None,
+                 compare_image: torch.Tensor | None = None, compare_depth: torch.Tensor | None = None
+                 ) -> ThetaFilterResult:
     """Classify the objects of frame t as static, truly dynamic, small or unmatched.
 
     ``target_ids``: frame t id map (B×1×H×W int64); ``source_ids`` + ``source_depth`` (B×1×H×W metres): the
     frame whose masks are warped; ``compare_ids``: the frame they are compared with; ``T_compare_source``
     (B×4×4) the background ego-motion from source to comparison frame; ``K`` (B×3×3) in pixels of the depth.
     Id maps of another size are resized (nearest). ``num_ids`` (default: largest id present) sets M.
+    ``translation_scale: photometric`` needs ``source_image``, ``compare_image`` (B×3×H×W in [0, 1], resized to
+    the depth's size) and ``compare_depth`` (B×1×H×W).
     """
     size = tuple(source_depth.shape[-2:])
     target_ids, source_ids, compare_ids = (resize_instances(x, size) for x in (target_ids, source_ids, compare_ids))
@@ -170,8 +234,11 @@ def theta_filter(target_ids: torch.Tensor, source_ids: torch.Tensor, source_dept
     target_masks = one_hot_instances(target_ids, num_ids)
     source_masks = one_hot_instances(source_ids, num_ids)
     compare_masks = one_hot_instances(compare_ids, num_ids)
-    warped, _, reached = geometry.forward_splat(source_masks, source_depth.detach().float(),
-                                                T_compare_source.detach(), K, upscale=config.splat_upscale)
+    source_depth, T_compare_source = filter_geometry(source_ids, source_depth.detach().float(),
+                                                     T_compare_source.detach().float(), K, compare_ids, config,
+                                                     source_image, compare_image, compare_depth)
+    warped, _, reached = geometry.forward_splat(source_masks, source_depth, T_compare_source, K,
+                                                upscale=config.splat_upscale)
     warped = (warped > 0.5).float()
     # Pixels of the comparison frame that no source point reached (outside the source's view) cannot be compared.
     compare_masks = compare_masks * reached.float()
@@ -195,6 +262,30 @@ def theta_filter(target_ids: torch.Tensor, source_ids: torch.Tensor, source_dept
     status[:, 1:] = codes
     similarity[:, 1:] = torch.where(has_pair, score, torch.zeros_like(score))
     return ThetaFilterResult(status, similarity, area)
+
+
+def filter_geometry(source_ids: torch.Tensor, source_depth: torch.Tensor, T_compare_source: torch.Tensor,
+                    K: torch.Tensor, compare_ids: torch.Tensor, config: DynamicObjectsConfig,
+                    source_image: torch.Tensor | None, compare_image: torch.Tensor | None,
+                    compare_depth: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The source depth and the pose the theta filter warps with, after ``object_depth`` and ``translation_scale``
+    (shapes and units as :func:`theta_filter`'s arguments)."""
+    if config.object_depth == "ground_contact":
+        source_depth = ground_contact_depth(source_depth, source_ids)
+    if config.translation_scale == "photometric":
+        if source_image is None or compare_image is None or compare_depth is None:
+            raise ValueError("translation_scale photometric needs source_image, compare_image and compare_depth")
+        size = tuple(source_depth.shape[-2:])
+        source_image, compare_image, compare_depth = (
+            x if tuple(x.shape[-2:]) == size else F.interpolate(x.float(), size=size, mode="bilinear",
+                                                               align_corners=False)
+            for x in (source_image, compare_image, compare_depth))
+        scale = photometric_translation_scale(source_image.float(), compare_image.float(),
+                                              compare_depth.detach().float(), source_ids, compare_ids,
+                                              T_compare_source, K)
+        T_compare_source = T_compare_source.clone()
+        T_compare_source[:, :3, 3] *= scale.view(-1, 1)
+    return source_depth, T_compare_source
 
 
 def ids_mask(ids: torch.Tensor, selected: torch.Tensor) -> torch.Tensor:

@@ -5,10 +5,11 @@ sample, see :mod:`mgdepth_core.data`). The filter, for each object present in th
 
 1. drops it when it covers less than ``min_area_fraction`` of frame t (status ``SMALL``);
 2. forward-warps (z-buffered splat, :func:`mgdepth_core.geometry.forward_splat`) its mask from a source frame
-   with the source depth and the *background* ego-motion, i.e. as if the object were static. Two options make this
+   with the source depth and the *background* ego-motion, i.e. as if the object were static. Options make this
    hold with predicted geometry: ``object_depth: ground_contact`` gives each object the depth of the background
    just below it (:func:`ground_contact_depth`) and ``translation_scale: photometric`` rescales the translation to
-   the depth's units on the background (:func:`photometric_translation_scale`);
+   the depth's units on the background (:func:`photometric_translation_scale`); ``both_directions`` also warps
+   the comparison frame's mask back with its own depth and keeps the higher similarity;
 3. compares the warped mask with the observed mask of the same id in the comparison frame by Sørensen–Dice
    2|A∩B|/(|A|+|B|) (or IoU), inside the part of the comparison frame that the source frame sees (pixels no
    splatted point reached are left out, so objects entering the view are not mistaken for moving ones; the
@@ -70,6 +71,9 @@ class DynamicObjectsConfig:
     object_depth: Literal["own", "ground_contact"] = option(
         "ground_contact", "depth of an object's pixels for the warp: its own prediction, or the median depth of the "
                           "background pixels just below its lowest pixels (its ground contact)")
+    both_directions: bool = option(
+        True, "also warp the comparison frame's mask back with its own depth; the higher similarity counts (a parked "
+              "object must fail both ways to be flagged)")
     translation_scale: Literal["pose", "photometric"] = option(
         "photometric", "ego translation's length for the warp: the pose net's, or ×0.5–2 rescaled to minimise the "
                        "background photometric error between source and comparison frame (fixes pose/depth scale)")
@@ -218,8 +222,8 @@ def theta_filter(target_ids: torch.Tensor, source_ids: torch.Tensor, source_dept
     frame whose masks are warped; ``compare_ids``: the frame they are compared with; ``T_compare_source``
     (B×4×4) the background ego-motion from source to comparison frame; ``K`` (B×3×3) in pixels of the depth.
     Id maps of another size are resized (nearest). ``num_ids`` (default: largest id present) sets M.
-    ``translation_scale: photometric`` needs ``source_image``, ``compare_image`` (B×3×H×W in [0, 1], resized to
-    the depth's size) and ``compare_depth`` (B×1×H×W).
+    ``translation_scale: photometric`` needs ``source_image``, ``compare_image`` (B×3×H×W in [0, 1]) and
+    ``compare_depth`` (B×1×H×W, the comparison frame's depth), ``both_directions`` the latter (resized as needed).
     """
     size = tuple(source_depth.shape[-2:])
     target_ids, source_ids, compare_ids = (resize_instances(x, size) for x in (target_ids, source_ids, compare_ids))
@@ -234,20 +238,17 @@ def theta_filter(target_ids: torch.Tensor, source_ids: torch.Tensor, source_dept
     target_masks = one_hot_instances(target_ids, num_ids)
     source_masks = one_hot_instances(source_ids, num_ids)
     compare_masks = one_hot_instances(compare_ids, num_ids)
-    source_depth, T_compare_source = filter_geometry(source_ids, source_depth.detach().float(),
-                                                     T_compare_source.detach().float(), K, compare_ids, config,
-                                                     source_image, compare_image, compare_depth)
-    warped, _, reached = geometry.forward_splat(source_masks, source_depth, T_compare_source, K,
-                                                upscale=config.splat_upscale)
-    warped = (warped > 0.5).float()
-    # Pixels of the comparison frame that no source point reached (outside the source's view) cannot be compared.
-    compare_masks = compare_masks * reached.float()
-    score = mask_similarity(warped, compare_masks, config.similarity)
+    source_depth, compare_depth, T_compare_source = filter_geometry(
+        source_ids, source_depth.detach().float(), T_compare_source.detach().float(), K, compare_ids, config,
+        source_image, compare_image, compare_depth)
+    score, has_pair = warped_similarity(source_masks, source_depth, T_compare_source, K, compare_masks, config)
+    if config.both_directions:  # the comparison frame's masks warped back with its own depth; the higher counts
+        back, back_pair = warped_similarity(compare_masks, compare_depth, geometry.invert_pose(T_compare_source), K,
+                                            source_masks, config)
+        score = torch.where(has_pair & back_pair, torch.maximum(score, back), score)
     area[:, 1:] = target_masks.flatten(2).mean(-1)
     present = area[:, 1:] > 0
     small = present & (area[:, 1:] < config.min_area_fraction)
-    has_pair = (source_masks.flatten(2).amax(-1) > 0) & (compare_masks.flatten(2).amax(-1) > 0) & (
-        warped.flatten(2).amax(-1) > 0)
     unmatched = present & ~small & ~has_pair
     candidate = present & ~small & has_pair & (score < config.theta)
     static = present & ~small & has_pair & (score >= config.theta)
@@ -264,28 +265,50 @@ def theta_filter(target_ids: torch.Tensor, source_ids: torch.Tensor, source_dept
     return ThetaFilterResult(status, similarity, area)
 
 
+def warped_similarity(source_masks: torch.Tensor, source_depth: torch.Tensor, T_compare_source: torch.Tensor,
+                      K: torch.Tensor, compare_masks: torch.Tensor, config: DynamicObjectsConfig
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(similarity B×M, has a counterpart B×M bool) of the source masks (B×M×H×W) forward-splatted with
+    ``source_depth`` and ``T_compare_source`` against ``compare_masks`` inside the part of the comparison frame
+    that the source sees (pixels no splatted point reached cannot be compared)."""
+    warped, _, reached = geometry.forward_splat(source_masks, source_depth, T_compare_source, K,
+                                                upscale=config.splat_upscale)
+    warped = (warped > 0.5).float()
+    compare_masks = compare_masks * reached.float()
+    has_pair = (source_masks.flatten(2).amax(-1) > 0) & (compare_masks.flatten(2).amax(-1) > 0) & (
+        warped.flatten(2).amax(-1) > 0)
+    return mask_similarity(warped, compare_masks, config.similarity), has_pair
+
+
 def filter_geometry(source_ids: torch.Tensor, source_depth: torch.Tensor, T_compare_source: torch.Tensor,
                     K: torch.Tensor, compare_ids: torch.Tensor, config: DynamicObjectsConfig,
                     source_image: torch.Tensor | None, compare_image: torch.Tensor | None,
-                    compare_depth: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The source depth and the pose the theta filter warps with, after ``object_depth`` and ``translation_scale``
-    (shapes and units as :func:`theta_filter`'s arguments)."""
+                    compare_depth: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """(source depth, comparison depth, pose) the theta filter warps with, after ``object_depth`` and
+    ``translation_scale``, at the source depth's size (shapes and units as :func:`theta_filter`'s arguments)."""
+    size = tuple(source_depth.shape[-2:])
+    needs = {"compare_depth": config.translation_scale == "photometric" or config.both_directions,
+             "images": config.translation_scale == "photometric"}
+    if (needs["compare_depth"] and compare_depth is None) or (
+            needs["images"] and (source_image is None or compare_image is None)):
+        raise ValueError("translation_scale photometric needs source_image, compare_image and compare_depth; "
+                         "both_directions needs compare_depth")
+
+    def resized(x: torch.Tensor | None) -> torch.Tensor | None:
+        if x is None or tuple(x.shape[-2:]) == size:
+            return None if x is None else x.detach().float()
+        return F.interpolate(x.detach().float(), size=size, mode="bilinear", align_corners=False)
+
+    compare_depth = resized(compare_depth)
     if config.object_depth == "ground_contact":
         source_depth = ground_contact_depth(source_depth, source_ids)
-    if config.translation_scale == "photometric":
-        if source_image is None or compare_image is None or compare_depth is None:
-            raise ValueError("translation_scale photometric needs source_image, compare_image and compare_depth")
-        size = tuple(source_depth.shape[-2:])
-        source_image, compare_image, compare_depth = (
-            x if tuple(x.shape[-2:]) == size else F.interpolate(x.float(), size=size, mode="bilinear",
-                                                               align_corners=False)
-            for x in (source_image, compare_image, compare_depth))
-        scale = photometric_translation_scale(source_image.float(), compare_image.float(),
-                                              compare_depth.detach().float(), source_ids, compare_ids,
-                                              T_compare_source, K)
+        compare_depth = None if compare_depth is None else ground_contact_depth(compare_depth, compare_ids)
+    if needs["images"]:
+        scale = photometric_translation_scale(resized(source_image), resized(compare_image), compare_depth,
+                                              source_ids, compare_ids, T_compare_source, K)
         T_compare_source = T_compare_source.clone()
         T_compare_source[:, :3, 3] *= scale.view(-1, 1)
-    return source_depth, T_compare_source
+    return source_depth, compare_depth, T_compare_source
 
 
 def ids_mask(ids: torch.Tensor, selected: torch.Tensor) -> torch.Tensor:

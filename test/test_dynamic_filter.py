@@ -28,7 +28,7 @@ HEIGHT, WIDTH, SPEED = 96, 320, 1.0
 
 def run_filter(scene: dict, config: DynamicObjectsConfig, num_ids: int | None = None):
     """The paper's filter on a box scene (boxes over a far wall: no ground to stand on, no images)."""
-    config = dataclasses.replace(config, object_depth="own", translation_scale="pose")
+    config = dataclasses.replace(config, object_depth="own", translation_scale="pose", both_directions=False)
     if config.extra_distance:
         return theta_filter(scene[("ids", 0)], scene[("ids", -1)], scene[("depth", -1)], scene["T_1_-1"],
                             scene["K"], scene[("ids", 1)], config, num_ids)

@@ -1,5 +1,5 @@
-"""The theta filter's input remedies for predicted geometry (``object_depth``, ``translation_scale``) on rendered
-synthetic frames with a known error put into the exact depth or pose."""
+"""The theta filter's remedies for predicted geometry (``object_depth``, ``translation_scale``, ``both_directions``)
+on rendered synthetic frames with a known error put into the exact depth or pose."""
 
 from __future__ import annotations
 
@@ -57,8 +57,9 @@ def test_ground_contact_keeps_a_parked_car_static_when_the_depth_on_it_is_wrong(
         scene = triplet(t)
         parked = torch.isin(scene["ids"][-1], torch.tensor(PARKED))
         wrong = torch.where(parked, scene["depth"][-1] * 0.6, scene["depth"][-1])  # 40 % too near, road exact
-        own = statuses(scene, wrong, scene["T"], object_depth="own", translation_scale="pose")
-        contact = statuses(scene, wrong, scene["T"], object_depth="ground_contact", translation_scale="pose")
+        own = statuses(scene, wrong, scene["T"], object_depth="own", translation_scale="pose", both_directions=False)
+        contact = statuses(scene, wrong, scene["T"], object_depth="ground_contact", translation_scale="pose",
+                           both_directions=False)
         assert [own[i] for i in PARKED] == [DYNAMIC, DYNAMIC], t
         assert [contact[i] for i in PARKED] == [STATIC, STATIC], t
 
@@ -70,15 +71,28 @@ def test_photometric_scale_undoes_a_known_translation_error():
     k = photometric_translation_scale(scene["image"][-1], scene["image"][1], scene["depth"][1], scene["ids"][-1],
                                       scene["ids"][1], short, scene["K"])
     assert float(k) == pytest.approx(1 / 0.7, rel=0.04)
-    assert statuses(scene, scene["depth"][-1], short, object_depth="own", translation_scale="pose")[7] == DYNAMIC
-    assert statuses(scene, scene["depth"][-1], short, object_depth="own", translation_scale="photometric") == {
+    paper = {"object_depth": "own", "both_directions": False}
+    assert statuses(scene, scene["depth"][-1], short, translation_scale="pose", **paper)[7] == DYNAMIC
+    assert statuses(scene, scene["depth"][-1], short, translation_scale="photometric", **paper) == {
         7: STATIC, 8: STATIC}
+
+
+def test_both_directions_keep_a_parked_car_static_when_one_frame_has_bad_depth_on_it():
+    for t in (1, 2, 3):
+        scene = triplet(t)
+        parked = torch.isin(scene["ids"][-1], torch.tensor(PARKED))
+        wrong = torch.where(parked, scene["depth"][-1] * 0.6, scene["depth"][-1])  # only frame t−1 is wrong
+        one_way = statuses(scene, wrong, scene["T"], object_depth="own", translation_scale="pose",
+                           both_directions=False)
+        both = statuses(scene, wrong, scene["T"], object_depth="own", translation_scale="pose", both_directions=True)
+        assert [one_way[i] for i in PARKED] == [DYNAMIC, DYNAMIC], t
+        assert [both[i] for i in PARKED] == [STATIC, STATIC], t
 
 
 def test_the_remedies_leave_a_moving_car_dynamic():
     for t in (4, 5, 6):
         scene = triplet(t)
-        result = statuses(scene, scene["depth"][-1], scene["T"])  # the defaults: ground contact, photometric scale
+        result = statuses(scene, scene["depth"][-1], scene["T"])  # the defaults: every remedy on
         assert result[MOVING] == DYNAMIC, t
 
 

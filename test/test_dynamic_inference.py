@@ -12,7 +12,8 @@ from mgdepth_core.dynamic_tracking import DynamicObjectTracker
 HEIGHT, WIDTH, SPEED = 96, 320, 1.0
 BOXES = [Box(x=-3.0, bottom=1.5, z=12.0, width=2.0, height=1.6),  # parked
          Box(x=3.0, bottom=1.5, z=15.0, width=2.0, height=1.6, velocity=(-0.8, 0.0, 0.0), class_id=1)]
-PAPER = {"object_depth": "own", "translation_scale": "pose"}  # box scenes: no ground to stand on, black images
+# the paper's filter: the box scenes have no ground to stand on and black images
+PAPER = {"object_depth": "own", "translation_scale": "pose", "both_directions": False}
 
 
 def frame(index: int, swap: bool) -> tuple[torch.Tensor, FrameInstances]:

@@ -7,8 +7,8 @@
    1 outside every potentially dynamic object of either frame (``ego_mask=all``; ``dynamic`` = the release, which
    hides only the truly dynamic ones and therefore selects them first with extra no-grad passes).
 2. **Theta filter** (:func:`mgdepth_core.dynamic.theta_filter`) with the detached loss poses and the teacher's
-   depth of frame t−1 (one extra no-grad teacher pass; with ``translation_scale: photometric`` also of the
-   comparison frame, reused by the geometric loss): truly dynamic objects only.
+   depth of frame t−1 (one extra no-grad teacher pass; with ``translation_scale: photometric`` or
+   ``both_directions`` also of the comparison frame, reused by the geometric loss): truly dynamic objects only.
 3. **Object motion** for those objects only (``object_motion_all`` = every potentially dynamic object, Insta-DM):
    :class:`~mgdepth_core.models.object_motion.ObjectMotionNet` on (I_t ⊙ M_k, ego-warped I_s ⊙ warped M_k),
    mid-grey outside, one translation per object and source frame.
@@ -196,13 +196,13 @@ class DynaDM(nn.Module):
             T_compare_source, compare = poses[1] @ geometry.invert_pose(poses[-1]), 1
         else:
             T_compare_source, compare = geometry.invert_pose(poses[-1]), 0
-        images = {}
-        if self.config.translation_scale == "photometric":
+        extra = {}
+        if self.config.translation_scale == "photometric" or self.config.both_directions:
             depths[compare] = self.teacher_depth(model, inputs["color_aug"][compare])
-            images = {"source_image": inputs["color_aug"][-1], "compare_image": inputs["color_aug"][compare],
-                      "compare_depth": depths[compare]}
+            extra = {"source_image": inputs["color_aug"][-1], "compare_image": inputs["color_aug"][compare],
+                     "compare_depth": depths[compare]}
         result = theta_filter(ids[0], ids[-1], depths[-1], T_compare_source, inputs["K"], ids[compare], self.config,
-                              num_ids, **images)
+                              num_ids, **extra)
         motion_ids = result.present if self.config.object_motion_all else result.dynamic
         return Selection(ids, result, motion_ids, {f: depth for f, depth in depths.items() if f != 0})
 

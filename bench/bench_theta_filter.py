@@ -7,8 +7,8 @@ on background-masked pairs (as the training hook computes them); the same with t
 reference row. Dice and IoU. Accuracy, recall and precision of "moving" against the ground-truth flags: at the
 paper's θ frame by frame, with a temporal vote (median similarity of the object's last ``--vote-frames`` frames,
 as the streaming estimator can keep it), and with θ tuned on training sequences (``--tune-seeds``) only. Each
-setting of the filter's input remedies (``--remedies``: ``object_depth``/``translation_scale`` pairs) is measured on
-the same depth and poses.
+setting of the filter's remedies (``--remedies``: ``object_depth,translation_scale,directions`` triples) is measured
+on the same depth and poses.
 
     python bench/bench_theta_filter.py --runs runs/claim/manydepth_1_1000 runs/claim/manydepth2_oracle_flow_1_1000
 
@@ -60,8 +60,9 @@ def tuned_theta(found: dict, vote_frames: int) -> float:
 
 
 THETA_GRID = [round(0.5 + 0.02 * i, 2) for i in range(25)]  # 0.50 … 0.98
-REMEDIES = ["own,pose", "ground_contact,pose", "own,photometric", "ground_contact,photometric"]
-PAPER_INPUTS = {"object_depth": "own", "translation_scale": "pose"}  # what records without these fields used
+REMEDIES = ["own,pose,forward", "ground_contact,pose,forward", "own,photometric,forward",
+            "ground_contact,photometric,forward", "own,pose,both", "ground_contact,photometric,both"]
+PAPER_INPUTS = {"object_depth": "own", "translation_scale": "pose", "both_directions": False}  # records without them
 
 
 def main() -> int:
@@ -77,7 +78,7 @@ def main() -> int:
     parser.add_argument("--vote-frames", type=int, default=3,
                         help="the temporal vote's window: median similarity of an object's last N frames")
     parser.add_argument("--remedies", nargs="+", default=REMEDIES,
-                        help="object_depth,translation_scale settings of the filter's inputs to compare")
+                        help="object_depth,translation_scale,directions (forward or both) settings to compare")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="JSON list to update")
     args = parser.parse_args()
@@ -96,10 +97,13 @@ def main() -> int:
     records = []
     print(f"Theta filter on {len(args.seeds)} held-out sequences × {args.frames} frames, {args.width}×{args.height}; "
           f"θ tuned on training sequences {args.tune_seeds}; networks trained here from random weights")
-    print(f"{'geometry':<30}{'object depth':>15}{'translation':>12}{'steps':>6}{'sim.':>6}{'θ':>6}{'vote':>5}"
-          f"{'objects':>8}{'accuracy':>9}{'recall':>8}{'precision':>10}")
-    remedies = [dict(zip(("object_depth", "translation_scale"), pair.split(","), strict=True))
-                for pair in args.remedies]
+    print(f"{'geometry':<30}{'object depth':>15}{'translation':>12}{'warps':>8}{'steps':>6}{'sim.':>6}{'θ':>6}"
+          f"{'vote':>5}{'objects':>8}{'accuracy':>9}{'recall':>8}{'precision':>10}")
+    remedies = []
+    for triple in args.remedies:
+        object_depth, translation_scale, directions = triple.split(",")
+        remedies.append({"object_depth": object_depth, "translation_scale": translation_scale,
+                         "both_directions": {"forward": False, "both": True}[directions]})
     similarities = ("dice", "iou")
     variants = [(remedy, kind) for remedy in remedies for kind in similarities]
     for name, model, weights, steps, seed in settings:
@@ -123,7 +127,9 @@ def main() -> int:
                         "objects": row["total"], "accuracy": row["accuracy"], "recall": row["recall_moving"],
                         "precision": row["precision_moving"], "test_seeds": args.seeds,
                         "initialisation": "random (no pretrained weights on this machine)", "command": command})
-                    print(f"{name:<30}{remedy['object_depth']:>15}{remedy['translation_scale']:>12}{steps:>6}"
+                    directions = "both" if remedy["both_directions"] else "forward"
+                    print(f"{name:<30}{remedy['object_depth']:>15}{remedy['translation_scale']:>12}{directions:>8}"
+                          f"{steps:>6}"
                           f"{similarity:>6}{theta:>6.2f}{vote_frames:>5}{row['total']:>8}{row['accuracy']:>9.3f}"
                           f"{row['recall_moving']:>8.3f}{row['precision_moving']:>10.3f}", flush=True)
     previous = json.loads(args.results.read_text()) if args.results.is_file() else []

@@ -52,6 +52,7 @@ SMALL = 3  # smaller than min_area_fraction in frame t
 UNMATCHED = 4  # no counterpart in the source or comparison frame (or warped out of view)
 BEYOND_LIMIT = 5  # dynamic but beyond max_objects
 TRANSLATION_SCALES = torch.exp(torch.linspace(-0.7, 0.7, 41))  # photometric search: ×0.50 … ×2.01, 3.6 % steps
+SCALE_SEARCH_WIDTH = 320  # pixels: wider images are searched at this width (the factor is one number per frame)
 STATUS_NAMES = {ABSENT: "absent", STATIC: "static", DYNAMIC: "dynamic", SMALL: "small", UNMATCHED: "unmatched",
                 BEYOND_LIMIT: "beyond_limit"}
 
@@ -190,25 +191,43 @@ def photometric_translation_scale(source_image: torch.Tensor, compare_image: tor
     """Factor k (B,) of :data:`TRANSLATION_SCALES` for the translation of ``T_compare_source`` (B×4×4) that
     minimises the photometric error (SSIM + L1) of the background: the comparison frame (image B×3×H×W in [0, 1],
     depth B×1×H×W) against the source image sampled where its pixels land. The pose net's translation drifts
-    against the depth's scale frame by frame; its rotation and direction are far better. 1 without background."""
+    against the depth's scale frame by frame; its rotation and direction are far better. 1 without background.
+
+    Searched coarse to fine (every 4th factor, then the 6 around the best) on images at most
+    :data:`SCALE_SEARCH_WIDTH` pixels wide."""
+    height, width = compare_depth.shape[-2:]
+    if width > SCALE_SEARCH_WIDTH:
+        size = (max(round(height * SCALE_SEARCH_WIDTH / width), 1), SCALE_SEARCH_WIDTH)
+        K = geometry.scale_intrinsics(K, size[1] / width, size[0] / height)
+        source_image, compare_image = (F.interpolate(x, size=size, mode="area") for x in (source_image, compare_image))
+        compare_depth = F.interpolate(compare_depth, size=size, mode="nearest")
+        source_ids, compare_ids = resize_instances(source_ids, size), resize_instances(compare_ids, size)
     T_source_compare = geometry.invert_pose(T_compare_source.float())
     batch = compare_depth.shape[0]
     points = geometry.backproject(compare_depth.float(), torch.linalg.inv(K))
     rotated = (T_source_compare[:, :3, :3] @ points.flatten(2)).view_as(points)
     # (T_c_s with translation k·t)⁻¹ = (R_s_c, k·t_s_c): the same factor on the inverse's translation
     translation = T_source_compare[:, :3, 3].view(batch, 3, 1, 1)
-    errors, counts = [], []
-    for k in TRANSLATION_SCALES.tolist():
-        pixels, z = geometry.project(rotated + k * translation, K)
-        warped = geometry.sample(source_image, pixels)
-        warped_ids = geometry.sample(source_ids.float(), pixels, padding_mode="zeros", mode="nearest")
-        valid = ((compare_ids == 0) & (warped_ids == 0) & (z > 1e-3)
-                 & geometry.in_image(pixels, *compare_depth.shape[-2:])).float()
-        errors.append((losses.photometric_error(warped, compare_image) * valid).flatten(1).sum(1))
-        counts.append(valid.flatten(1).sum(1))
-    error = torch.stack(errors, 1) / torch.stack(counts, 1).clamp(min=1)
-    best = TRANSLATION_SCALES.to(K.device)[error.argmin(1)]
-    return torch.where(torch.stack(counts, 1).amin(1) > 0, best, torch.ones_like(best))
+    scales = TRANSLATION_SCALES.to(K.device)
+    error = torch.full((batch, len(scales)), float("inf"), device=K.device)
+
+    def evaluate(indices: list[int]) -> None:
+        for i in indices:
+            pixels, z = geometry.project(rotated + scales[i] * translation, K)
+            warped = geometry.sample(source_image, pixels)
+            warped_ids = geometry.sample(source_ids.float(), pixels, padding_mode="zeros", mode="nearest")
+            valid = ((compare_ids == 0) & (warped_ids == 0) & (z > 1e-3)
+                     & geometry.in_image(pixels, *compare_depth.shape[-2:])).float()
+            count = valid.flatten(1).sum(1)
+            total = (losses.photometric_error(warped, compare_image) * valid).flatten(1).sum(1)
+            error[:, i] = torch.where(count > 0, total / count.clamp(min=1), torch.full_like(total, float("inf")))
+
+    coarse = list(range(0, len(scales), 4))
+    evaluate(coarse)
+    near = {i + offset for i in error.argmin(1).tolist() for offset in (-3, -2, -1, 1, 2, 3)}
+    evaluate(sorted(i for i in near if 0 <= i < len(scales) and i not in coarse))
+    best = scales[error.argmin(1)]
+    return torch.where(error[:, coarse].isfinite().all(1), best, torch.ones_like(best))
 
 
 def theta_filter(target_ids: torch.Tensor, source_ids: torch.Tensor, source_depth: torch.Tensor,

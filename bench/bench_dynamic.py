@@ -73,9 +73,9 @@ def to_tensor(frame: dict) -> dict:
 
 
 def network_depth_and_pose(model, hook, frames: dict, K: torch.Tensor, compare: int
-                           ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Teacher depth of t−1 and T_{compare}_{t−1} (compare = 1 or 0) from the pose net on background-masked
-    pairs, as the training hook computes them."""
+                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Teacher depth of t−1 and of the comparison frame (compare = 1 or 0) and T_{compare}_{t−1} from the pose net
+    on background-masked pairs, as the training hook computes them."""
     inputs = {"color": {f: frames[f]["image"] for f in frames}, "color_aug": {f: frames[f]["image"] for f in frames},
               "instances": {f: frames[f]["ids"] for f in frames}, "K": K}
     with torch.no_grad():
@@ -84,7 +84,14 @@ def network_depth_and_pose(model, hook, frames: dict, K: torch.Tensor, compare: 
             target, source = hook.background_images(inputs, f, frames[0]["image"], frames[f]["image"])
             poses[f] = model.relative_pose(target, source, source_is_before=f < 0)
         depth = hook.teacher_depth(model, frames[-1]["image"])
-    return depth, (poses[1] if compare == 1 else torch.eye(4)[None]) @ geometry.invert_pose(poses[-1])
+        compare_depth = hook.teacher_depth(model, frames[compare]["image"])
+    T = (poses[1] if compare == 1 else torch.eye(4)[None]) @ geometry.invert_pose(poses[-1])
+    return depth, compare_depth, T
+
+
+def true_depth(frame: dict) -> torch.Tensor:
+    """A rendered frame's depth with the sky (0) at 1000 m."""
+    return torch.where(frame["depth"] > 0, frame["depth"], torch.full_like(frame["depth"], 1000.0))
 
 
 def object_observations(sequences: list[SyntheticSequence], configs: list[DynamicObjectsConfig], source: str,
@@ -107,15 +114,15 @@ def object_observations(sequences: list[SyntheticSequence], configs: list[Dynami
                     rendered[i] = to_tensor(sequence.frame(i))
             frames = {f: rendered[t + f] for f in (-1, 0, 1)}
             if source == "true":
-                depth = frames[-1]["depth"]
-                depth = torch.where(depth > 0, depth, torch.full_like(depth, 1000.0))  # sky
+                depth, compare_depth = true_depth(frames[-1]), true_depth(frames[compare])
                 T = torch.from_numpy(sequence.relative_pose(t + compare, t - 1)).float()[None]
             else:
                 model.eval()
-                depth, T = network_depth_and_pose(model, hook, frames, K, compare)
+                depth, compare_depth, T = network_depth_and_pose(model, hook, frames, K, compare)
             for config, result in zip(configs, found):
                 filtered = theta_filter(frames[0]["ids"], frames[-1]["ids"], depth, T, K, frames[compare]["ids"],
-                                        config)
+                                        config, source_image=frames[-1]["image"],
+                                        compare_image=frames[compare]["image"], compare_depth=compare_depth)
                 status, similarity = filtered.status[0], filtered.similarity[0]
                 for instance_id in range(1, status.shape[0]):
                     code = int(status[instance_id])

@@ -6,12 +6,15 @@ size test and has a counterpart (status static or dynamic), with the model's tea
 on background-masked pairs (as the training hook computes them); the same with the true depth and poses as the
 reference row. Dice and IoU. Accuracy, recall and precision of "moving" against the ground-truth flags: at the
 paper's θ frame by frame, with a temporal vote (median similarity of the object's last ``--vote-frames`` frames,
-as the streaming estimator can keep it), and with θ tuned on training sequences (``--tune-seeds``) only.
+as the streaming estimator can keep it), and with θ tuned on training sequences (``--tune-seeds``) only. Each
+setting of the filter's remedies (``--remedies``: ``object_depth,translation_scale,directions`` triples) is measured
+on the same depth and poses.
 
     python bench/bench_theta_filter.py --runs runs/claim/manydepth_1_1000 runs/claim/manydepth2_oracle_flow_1_1000
 
 Writes one record per (setting, similarity) into ``--results`` (default docs/results/theta_filter.json: a list;
-records of the same method, geometry, similarity, steps and seed are replaced), each with the command.
+records of the same run, geometry, similarity, steps, θ tuning, vote and remedies are replaced), each with the
+command.
 """
 
 from __future__ import annotations
@@ -57,6 +60,9 @@ def tuned_theta(found: dict, vote_frames: int) -> float:
 
 
 THETA_GRID = [round(0.5 + 0.02 * i, 2) for i in range(25)]  # 0.50 … 0.98
+REMEDIES = ["own,pose,forward", "ground_contact,pose,forward", "own,photometric,forward",
+            "ground_contact,photometric,forward", "own,pose,both", "ground_contact,photometric,both"]
+PAPER_INPUTS = {"object_depth": "own", "translation_scale": "pose", "both_directions": False}  # records without them
 
 
 def main() -> int:
@@ -71,6 +77,8 @@ def main() -> int:
     parser.add_argument("--theta", type=float, default=DynamicObjectsConfig().theta, help="the paper's threshold")
     parser.add_argument("--vote-frames", type=int, default=3,
                         help="the temporal vote's window: median similarity of an object's last N frames")
+    parser.add_argument("--remedies", nargs="+", default=REMEDIES,
+                        help="object_depth,translation_scale,directions (forward or both) settings to compare")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="JSON list to update")
     args = parser.parse_args()
@@ -89,17 +97,24 @@ def main() -> int:
     records = []
     print(f"Theta filter on {len(args.seeds)} held-out sequences × {args.frames} frames, {args.width}×{args.height}; "
           f"θ tuned on training sequences {args.tune_seeds}; networks trained here from random weights")
-    print(f"{'geometry':<44}{'steps':>6}{'similarity':>11}{'θ':>6}{'vote':>5}{'objects':>8}{'accuracy':>9}"
-          f"{'recall':>8}{'precision':>10}")
+    print(f"{'geometry':<30}{'object depth':>15}{'translation':>12}{'warps':>8}{'steps':>6}{'sim.':>6}{'θ':>6}"
+          f"{'vote':>5}{'objects':>8}{'accuracy':>9}{'recall':>8}{'precision':>10}")
+    remedies = []
+    for triple in args.remedies:
+        object_depth, translation_scale, directions = triple.split(",")
+        remedies.append({"object_depth": object_depth, "translation_scale": translation_scale,
+                         "both_directions": {"forward": False, "both": True}[directions]})
+    similarities = ("dice", "iou")
+    variants = [(remedy, kind) for remedy in remedies for kind in similarities]
     for name, model, weights, steps, seed in settings:
-        similarities = ("dice", "iou")
-        configs = [DynamicObjectsConfig(mode="dyna-dm", theta=args.theta, similarity=kind) for kind in similarities]
+        configs = [DynamicObjectsConfig(mode="dyna-dm", theta=args.theta, similarity=kind, **remedy)
+                   for remedy, kind in variants]
         hook = None if model is None else build_training_hook(train_config(args.height, args.width, 1)).bind(model)
         source = "true" if model is None else "network"
         with torch.no_grad():
             held_out_found = object_observations(held_out, configs, source, model, hook)
             tuning_found = object_observations(tuning, configs, source, model, hook)
-        for similarity, found, found_tuning in zip(similarities, held_out_found, tuning_found):
+        for (remedy, similarity), found, found_tuning in zip(variants, held_out_found, tuning_found):
             for vote_frames in sorted({1, args.vote_frames}):
                 tuned = tuned_theta(found_tuning, vote_frames)
                 for theta, tuned_on in ((args.theta, None), (tuned, args.tune_seeds)):
@@ -107,18 +122,24 @@ def main() -> int:
                     records.append({
                         "method": "true geometry" if model is None else model.method, "run": name,
                         "geometry": "true" if model is None else "predicted", "similarity": similarity,
-                        "theta": theta, "theta_tuned_on": tuned_on, "vote_frames": vote_frames, "steps": steps,
-                        "seed": seed, "weights": None if weights is None else str(weights), "objects": row["total"],
-                        "accuracy": row["accuracy"], "recall": row["recall_moving"],
+                        **remedy, "theta": theta, "theta_tuned_on": tuned_on, "vote_frames": vote_frames,
+                        "steps": steps, "seed": seed, "weights": None if weights is None else str(weights),
+                        "objects": row["total"], "accuracy": row["accuracy"], "recall": row["recall_moving"],
                         "precision": row["precision_moving"], "test_seeds": args.seeds,
                         "initialisation": "random (no pretrained weights on this machine)", "command": command})
-                    print(f"{name:<44}{steps:>6}{similarity:>11}{theta:>6.2f}{vote_frames:>5}{row['total']:>8}"
-                          f"{row['accuracy']:>9.3f}{row['recall_moving']:>8.3f}{row['precision_moving']:>10.3f}",
-                          flush=True)
+                    directions = "both" if remedy["both_directions"] else "forward"
+                    print(f"{name:<30}{remedy['object_depth']:>15}{remedy['translation_scale']:>12}{directions:>8}"
+                          f"{steps:>6}"
+                          f"{similarity:>6}{theta:>6.2f}{vote_frames:>5}{row['total']:>8}{row['accuracy']:>9.3f}"
+                          f"{row['recall_moving']:>8.3f}{row['precision_moving']:>10.3f}", flush=True)
     previous = json.loads(args.results.read_text()) if args.results.is_file() else []
-    keys = ("run", "geometry", "similarity", "steps", "theta_tuned_on", "vote_frames")
-    replaced = {tuple(str(record.get(key)) for key in keys) for record in records}
-    kept = [record for record in previous if tuple(str(record.get(key)) for key in keys) not in replaced]
+    keys = ("run", "geometry", "similarity", "steps", "theta_tuned_on", "vote_frames", *PAPER_INPUTS)
+
+    def key(record: dict) -> tuple:
+        return tuple(str(record.get(name, PAPER_INPUTS.get(name))) for name in keys)
+
+    replaced = {key(record) for record in records}
+    kept = [record for record in previous if key(record) not in replaced]
     write_results(kept + records, args.results)
     return 0
 

@@ -5,7 +5,11 @@ sample, see :mod:`mgdepth_core.data`). The filter, for each object present in th
 
 1. drops it when it covers less than ``min_area_fraction`` of frame t (status ``SMALL``);
 2. forward-warps (z-buffered splat, :func:`mgdepth_core.geometry.forward_splat`) its mask from a source frame
-   with the source depth and the *background* ego-motion, i.e. as if the object were static;
+   with the source depth and the *background* ego-motion, i.e. as if the object were static. Options make this
+   hold with predicted geometry: ``object_depth: ground_contact`` gives each object the depth of the background
+   just below it (:func:`ground_contact_depth`) and ``translation_scale: photometric`` rescales the translation to
+   the depth's units on the background (:func:`photometric_translation_scale`); ``both_directions`` also warps
+   the comparison frame's mask back with its own depth and keeps the higher similarity;
 3. compares the warped mask with the observed mask of the same id in the comparison frame by Sørensen–Dice
    2|A∩B|/(|A|+|B|) (or IoU), inside the part of the comparison frame that the source frame sees (pixels no
    splatted point reached are left out, so objects entering the view are not mistaken for moving ones; the
@@ -35,7 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mgdepth_core import geometry
+from mgdepth_core import geometry, losses
 from mgdepth_core.config import option
 
 POTENTIALLY_DYNAMIC_COCO_CLASSES = [1, 2, 3, 4, 6, 7, 8]  # person, bicycle, car, motorcycle, bus, train, truck
@@ -47,6 +51,8 @@ DYNAMIC = 2  # truly dynamic: similarity < θ and within the max_objects kept
 SMALL = 3  # smaller than min_area_fraction in frame t
 UNMATCHED = 4  # no counterpart in the source or comparison frame (or warped out of view)
 BEYOND_LIMIT = 5  # dynamic but beyond max_objects
+TRANSLATION_SCALES = torch.exp(torch.linspace(-0.7, 0.7, 41))  # photometric search: ×0.50 … ×2.01, 3.6 % steps
+SCALE_SEARCH_WIDTH = 320  # pixels: wider images are searched at this width (the factor is one number per frame)
 STATUS_NAMES = {ABSENT: "absent", STATIC: "static", DYNAMIC: "dynamic", SMALL: "small", UNMATCHED: "unmatched",
                 BEYOND_LIMIT: "beyond_limit"}
 
@@ -63,6 +69,15 @@ class DynamicObjectsConfig:
     extra_distance: bool = option(True, "compare t−1 warped to t+1 (two frames of motion) instead of t−1 to t")
     vote_frames: int = option(3, "streaming only: an object is truly dynamic when the median similarity of its "
                                  "last N frames is below θ (1 = frame by frame, as the paper)")
+    object_depth: Literal["own", "ground_contact"] = option(
+        "ground_contact", "depth of an object's pixels for the warp: its own prediction, or the median depth of the "
+                          "background pixels just below its lowest pixels (its ground contact)")
+    both_directions: bool = option(
+        True, "also warp the comparison frame's mask back with its own depth; the higher similarity counts (a parked "
+              "object must fail both ways to be flagged)")
+    translation_scale: Literal["pose", "photometric"] = option(
+        "photometric", "ego translation's length for the warp: the pose net's, or ×0.5–2 rescaled to minimise the "
+                       "background photometric error between source and comparison frame (fixes pose/depth scale)")
     keep_order: Literal["lowest_similarity", "highest_similarity"] = option(
         "lowest_similarity", "which candidates max_objects keeps: the most clearly moving ones, or (release) the "
                              "highest-similarity ones first")
@@ -147,15 +162,87 @@ def mask_similarity(a: torch.Tensor, b: torch.Tensor, kind: str = "dice") -> tor
     raise ValueError(f"similarity must be 'dice' or 'iou', got {kind!r}")
 
 
+def ground_contact_depth(depth: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """``depth`` (B×1×H×W) with every object's pixels set to its ground-contact depth: the median depth of the
+    background pixels right below the object's lowest pixel in each of its columns (a parked car at the depth of
+    the road it stands on). Objects with no background below them keep their own depth. ``ids``: B×1×H×W int64."""
+    num_ids = int(ids.max())
+    if num_ids == 0:
+        return depth
+    height = depth.shape[-2]
+    masks = one_hot_instances(ids, num_ids) > 0  # B×M×H×W
+    rows = torch.arange(height, device=ids.device).view(1, 1, -1, 1)
+    bottom = torch.where(masks, rows, torch.full_like(rows, -1)).amax(2)  # B×M×W, −1 = column not covered
+    below = (bottom + 1).clamp(max=height - 1).unsqueeze(2)  # B×M×1×W
+    expand = (-1, num_ids, -1, -1)
+    ids_below = ids.expand(*expand).gather(2, below).squeeze(2)
+    depth_below = depth.expand(*expand).gather(2, below).squeeze(2)
+    contact = (bottom >= 0) & (bottom + 1 < height) & (ids_below == 0)
+    median = torch.where(contact, depth_below, torch.full_like(depth_below, float("nan"))).nanmedian(-1).values
+    table = F.pad(torch.where(contact.any(-1), median, torch.full_like(median, float("nan"))), (1, 0),
+                  value=float("nan"))  # B×(M+1), index = id, NaN = keep the own depth
+    per_pixel = table.gather(1, ids.flatten(1)).view_as(depth)
+    return torch.where(per_pixel.isnan(), depth, per_pixel)
+
+
+def photometric_translation_scale(source_image: torch.Tensor, compare_image: torch.Tensor,
+                                  compare_depth: torch.Tensor, source_ids: torch.Tensor, compare_ids: torch.Tensor,
+                                  T_compare_source: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
+    """Factor k (B,) of :data:`TRANSLATION_SCALES` for the translation of ``T_compare_source`` (B×4×4) that
+    minimises the photometric error (SSIM + L1) of the background: the comparison frame (image B×3×H×W in [0, 1],
+    depth B×1×H×W) against the source image sampled where its pixels land. The pose net's translation drifts
+    against the depth's scale frame by frame; its rotation and direction are far better. 1 without background.
+
+    Searched coarse to fine (every 4th factor, then the 6 around the best) on images at most
+    :data:`SCALE_SEARCH_WIDTH` pixels wide."""
+    height, width = compare_depth.shape[-2:]
+    if width > SCALE_SEARCH_WIDTH:
+        size = (max(round(height * SCALE_SEARCH_WIDTH / width), 1), SCALE_SEARCH_WIDTH)
+        K = geometry.scale_intrinsics(K, size[1] / width, size[0] / height)
+        source_image, compare_image = (F.interpolate(x, size=size, mode="area") for x in (source_image, compare_image))
+        compare_depth = F.interpolate(compare_depth, size=size, mode="nearest")
+        source_ids, compare_ids = resize_instances(source_ids, size), resize_instances(compare_ids, size)
+    T_source_compare = geometry.invert_pose(T_compare_source.float())
+    batch = compare_depth.shape[0]
+    points = geometry.backproject(compare_depth.float(), torch.linalg.inv(K))
+    rotated = (T_source_compare[:, :3, :3] @ points.flatten(2)).view_as(points)
+    # (T_c_s with translation k·t)⁻¹ = (R_s_c, k·t_s_c): the same factor on the inverse's translation
+    translation = T_source_compare[:, :3, 3].view(batch, 3, 1, 1)
+    scales = TRANSLATION_SCALES.to(K.device)
+    error = torch.full((batch, len(scales)), float("inf"), device=K.device)
+
+    def evaluate(indices: list[int]) -> None:
+        for i in indices:
+            pixels, z = geometry.project(rotated + scales[i] * translation, K)
+            warped = geometry.sample(source_image, pixels)
+            warped_ids = geometry.sample(source_ids.float(), pixels, padding_mode="zeros", mode="nearest")
+            valid = ((compare_ids == 0) & (warped_ids == 0) & (z > 1e-3)
+                     & geometry.in_image(pixels, *compare_depth.shape[-2:])).float()
+            count = valid.flatten(1).sum(1)
+            total = (losses.photometric_error(warped, compare_image) * valid).flatten(1).sum(1)
+            error[:, i] = torch.where(count > 0, total / count.clamp(min=1), torch.full_like(total, float("inf")))
+
+    coarse = list(range(0, len(scales), 4))
+    evaluate(coarse)
+    near = {i + offset for i in error.argmin(1).tolist() for offset in (-3, -2, -1, 1, 2, 3)}
+    evaluate(sorted(i for i in near if 0 <= i < len(scales) and i not in coarse))
+    best = scales[error.argmin(1)]
+    return torch.where(error[:, coarse].isfinite().all(1), best, torch.ones_like(best))
+
+
 def theta_filter(target_ids: torch.Tensor, source_ids: torch.Tensor, source_depth: torch.Tensor,
                  T_compare_source: torch.Tensor, K: torch.Tensor, compare_ids: torch.Tensor,
-                 config: DynamicObjectsConfig, num_ids: int | None = None) -> ThetaFilterResult:
+                 config: DynamicObjectsConfig, num_ids: int | None = None, source_image: torch.Tensor | None = None,
+                 compare_image: torch.Tensor | None = None, compare_depth: torch.Tensor | None = None
+                 ) -> ThetaFilterResult:
     """Classify the objects of frame t as static, truly dynamic, small or unmatched.
 
     ``target_ids``: frame t id map (B×1×H×W int64); ``source_ids`` + ``source_depth`` (B×1×H×W metres): the
     frame whose masks are warped; ``compare_ids``: the frame they are compared with; ``T_compare_source``
     (B×4×4) the background ego-motion from source to comparison frame; ``K`` (B×3×3) in pixels of the depth.
     Id maps of another size are resized (nearest). ``num_ids`` (default: largest id present) sets M.
+    ``translation_scale: photometric`` needs ``source_image``, ``compare_image`` (B×3×H×W in [0, 1]) and
+    ``compare_depth`` (B×1×H×W, the comparison frame's depth), ``both_directions`` the latter (resized as needed).
     """
     size = tuple(source_depth.shape[-2:])
     target_ids, source_ids, compare_ids = (resize_instances(x, size) for x in (target_ids, source_ids, compare_ids))
@@ -170,17 +257,17 @@ def theta_filter(target_ids: torch.Tensor, source_ids: torch.Tensor, source_dept
     target_masks = one_hot_instances(target_ids, num_ids)
     source_masks = one_hot_instances(source_ids, num_ids)
     compare_masks = one_hot_instances(compare_ids, num_ids)
-    warped, _, reached = geometry.forward_splat(source_masks, source_depth.detach().float(),
-                                                T_compare_source.detach(), K, upscale=config.splat_upscale)
-    warped = (warped > 0.5).float()
-    # Pixels of the comparison frame that no source point reached (outside the source's view) cannot be compared.
-    compare_masks = compare_masks * reached.float()
-    score = mask_similarity(warped, compare_masks, config.similarity)
+    source_depth, compare_depth, T_compare_source = filter_geometry(
+        source_ids, source_depth.detach().float(), T_compare_source.detach().float(), K, compare_ids, config,
+        source_image, compare_image, compare_depth)
+    score, has_pair = warped_similarity(source_masks, source_depth, T_compare_source, K, compare_masks, config)
+    if config.both_directions:  # the comparison frame's masks warped back with its own depth; the higher counts
+        back, back_pair = warped_similarity(compare_masks, compare_depth, geometry.invert_pose(T_compare_source), K,
+                                            source_masks, config)
+        score = torch.where(has_pair & back_pair, torch.maximum(score, back), score)
     area[:, 1:] = target_masks.flatten(2).mean(-1)
     present = area[:, 1:] > 0
     small = present & (area[:, 1:] < config.min_area_fraction)
-    has_pair = (source_masks.flatten(2).amax(-1) > 0) & (compare_masks.flatten(2).amax(-1) > 0) & (
-        warped.flatten(2).amax(-1) > 0)
     unmatched = present & ~small & ~has_pair
     candidate = present & ~small & has_pair & (score < config.theta)
     static = present & ~small & has_pair & (score >= config.theta)
@@ -195,6 +282,52 @@ def theta_filter(target_ids: torch.Tensor, source_ids: torch.Tensor, source_dept
     status[:, 1:] = codes
     similarity[:, 1:] = torch.where(has_pair, score, torch.zeros_like(score))
     return ThetaFilterResult(status, similarity, area)
+
+
+def warped_similarity(source_masks: torch.Tensor, source_depth: torch.Tensor, T_compare_source: torch.Tensor,
+                      K: torch.Tensor, compare_masks: torch.Tensor, config: DynamicObjectsConfig
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(similarity B×M, has a counterpart B×M bool) of the source masks (B×M×H×W) forward-splatted with
+    ``source_depth`` and ``T_compare_source`` against ``compare_masks`` inside the part of the comparison frame
+    that the source sees (pixels no splatted point reached cannot be compared)."""
+    warped, _, reached = geometry.forward_splat(source_masks, source_depth, T_compare_source, K,
+                                                upscale=config.splat_upscale)
+    warped = (warped > 0.5).float()
+    compare_masks = compare_masks * reached.float()
+    has_pair = (source_masks.flatten(2).amax(-1) > 0) & (compare_masks.flatten(2).amax(-1) > 0) & (
+        warped.flatten(2).amax(-1) > 0)
+    return mask_similarity(warped, compare_masks, config.similarity), has_pair
+
+
+def filter_geometry(source_ids: torch.Tensor, source_depth: torch.Tensor, T_compare_source: torch.Tensor,
+                    K: torch.Tensor, compare_ids: torch.Tensor, config: DynamicObjectsConfig,
+                    source_image: torch.Tensor | None, compare_image: torch.Tensor | None,
+                    compare_depth: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """(source depth, comparison depth, pose) the theta filter warps with, after ``object_depth`` and
+    ``translation_scale``, at the source depth's size (shapes and units as :func:`theta_filter`'s arguments)."""
+    size = tuple(source_depth.shape[-2:])
+    needs = {"compare_depth": config.translation_scale == "photometric" or config.both_directions,
+             "images": config.translation_scale == "photometric"}
+    if (needs["compare_depth"] and compare_depth is None) or (
+            needs["images"] and (source_image is None or compare_image is None)):
+        raise ValueError("translation_scale photometric needs source_image, compare_image and compare_depth; "
+                         "both_directions needs compare_depth")
+
+    def resized(x: torch.Tensor | None) -> torch.Tensor | None:
+        if x is None or tuple(x.shape[-2:]) == size:
+            return None if x is None else x.detach().float()
+        return F.interpolate(x.detach().float(), size=size, mode="bilinear", align_corners=False)
+
+    compare_depth = resized(compare_depth)
+    if config.object_depth == "ground_contact":
+        source_depth = ground_contact_depth(source_depth, source_ids)
+        compare_depth = None if compare_depth is None else ground_contact_depth(compare_depth, compare_ids)
+    if needs["images"]:
+        scale = photometric_translation_scale(resized(source_image), resized(compare_image), compare_depth,
+                                              source_ids, compare_ids, T_compare_source, K)
+        T_compare_source = T_compare_source.clone()
+        T_compare_source[:, :3, 3] *= scale.view(-1, 1)
+    return source_depth, compare_depth, T_compare_source
 
 
 def ids_mask(ids: torch.Tensor, selected: torch.Tensor) -> torch.Tensor:

@@ -114,7 +114,8 @@ class DynamicObjectTracker:
                 to_current[j] = k
             source_ids = torch.from_numpy(to_current[previous["local"]])[None, None].to(depth.device)
             result = theta_filter(local, source_ids, previous["depth"], geometry.invert_pose(T_prev_current.float()),
-                                  K.float(), local, self.config, num_ids=count)
+                                  K.float(), local, self.config, num_ids=count, source_image=previous["image"],
+                                  compare_image=image, compare_depth=depth)
             reports = object_reports(local_np, result, detections.classes, detections.scores)
             voted = self._voted_dynamic(reports, tracks)
             for report in reports:
@@ -127,5 +128,5 @@ class DynamicObjectTracker:
                     score=report.score, dice=report.similarity, box_xyxy=report.box_xyxy,
                     pixel_count=report.pixel_count))
         self.previous = {"local": local_np, "classes": np.asarray(detections.classes), "tracks": tracks,
-                         "depth": depth.detach()}
+                         "depth": depth.detach(), "image": image.detach()}
         return dynamic_map, objects

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -25,6 +27,8 @@ HEIGHT, WIDTH, SPEED = 96, 320, 1.0
 
 
 def run_filter(scene: dict, config: DynamicObjectsConfig, num_ids: int | None = None):
+    """The paper's filter on a box scene (boxes over a far wall: no ground to stand on, no images)."""
+    config = dataclasses.replace(config, object_depth="own", translation_scale="pose", both_directions=False)
     if config.extra_distance:
         return theta_filter(scene[("ids", 0)], scene[("ids", -1)], scene[("depth", -1)], scene["T_1_-1"],
                             scene["K"], scene[("ids", 1)], config, num_ids)
@@ -182,11 +186,13 @@ def test_accuracy_on_the_shared_synthetic_set_with_true_depth_and_pose():
     frames = [sequence.frame(i) for i in range(sequence.num_frames)]
     flagged_parked = correct = total = 0
     for t in range(1, sequence.num_frames - 1):
-        depth = torch.from_numpy(frames[t - 1]["depth"])[None, None]
-        depth = torch.where(depth > 0, depth, torch.full_like(depth, 1000.0))  # sky
+        depth = {f: torch.from_numpy(frames[t + f]["depth"])[None, None] for f in (-1, 1)}
+        depth = {f: torch.where(d > 0, d, torch.full_like(d, 1000.0)) for f, d in depth.items()}  # sky
         ids = {f: torch.from_numpy(frames[t + f]["instances"])[None, None] for f in (-1, 0, 1)}
+        images = {f: torch.from_numpy(frames[t + f]["image"]).permute(2, 0, 1)[None].float() / 255 for f in (-1, 1)}
         T = torch.from_numpy(sequence.relative_pose(t + 1, t - 1)).float()[None]
-        result = theta_filter(ids[0], ids[-1], depth, T, K, ids[1], DynamicObjectsConfig())
+        result = theta_filter(ids[0], ids[-1], depth[-1], T, K, ids[1], DynamicObjectsConfig(),
+                              source_image=images[-1], compare_image=images[1], compare_depth=depth[1])
         for instance_id in range(1, result.status.shape[1]):
             status = int(result.status[0, instance_id])
             if status in (STATIC, DYNAMIC):

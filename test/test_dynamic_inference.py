@@ -12,6 +12,8 @@ from mgdepth_core.dynamic_tracking import DynamicObjectTracker
 HEIGHT, WIDTH, SPEED = 96, 320, 1.0
 BOXES = [Box(x=-3.0, bottom=1.5, z=12.0, width=2.0, height=1.6),  # parked
          Box(x=3.0, bottom=1.5, z=15.0, width=2.0, height=1.6, velocity=(-0.8, 0.0, 0.0), class_id=1)]
+# the paper's filter: the box scenes have no ground to stand on and black images
+PAPER = {"object_depth": "own", "translation_scale": "pose", "both_directions": False}
 
 
 def frame(index: int, swap: bool) -> tuple[torch.Tensor, FrameInstances]:
@@ -35,7 +37,7 @@ def test_tracker_flags_the_moving_object_with_a_persistent_id():
     K = torch.from_numpy(intrinsics(HEIGHT, WIDTH))[None]
     image = torch.zeros(1, 3, HEIGHT, WIDTH)
     (depth_a, det_a), (depth_b, det_b), (depth_c, det_c) = frame(-1, False), frame(0, True), frame(1, False)
-    tracker = DynamicObjectTracker(DynamicObjectsConfig(mode="dyna-dm", extra_distance=False),
+    tracker = DynamicObjectTracker(DynamicObjectsConfig(mode="dyna-dm", extra_distance=False, **PAPER),
                                    segmenter=StubSegmenter([det_a, det_b, det_c]))
     mask, objects = tracker.update(image, depth_a, K, None)
     assert objects == [] and not mask.any()  # no previous frame yet
@@ -62,7 +64,7 @@ def test_temporal_vote_keeps_a_parked_car_static_through_one_frame_of_bad_depth(
     flagged = {}
     for vote_frames in (1, 3):
         tracker = DynamicObjectTracker(DynamicObjectsConfig(mode="dyna-dm", extra_distance=False,
-                                                            vote_frames=vote_frames))
+                                                            vote_frames=vote_frames, **PAPER))
         per_frame = []
         for index in (-1, 0, 1, 2):
             depth, detections = frames[index]
@@ -83,7 +85,7 @@ def test_tracker_handles_empty_frames_and_other_mask_sizes():
     depth_b, det_b = frame(0, False)
     big = FrameInstances(np.kron(det_b.ids, np.ones((2, 2), dtype=det_b.ids.dtype)), det_b.classes, det_b.scores)
     empty = FrameInstances(np.zeros((HEIGHT, WIDTH), dtype=np.uint8), np.zeros(1, int), np.zeros(1))
-    tracker = DynamicObjectTracker(DynamicObjectsConfig(mode="dyna-dm"))
+    tracker = DynamicObjectTracker(DynamicObjectsConfig(mode="dyna-dm", **PAPER))
     T = torch.from_numpy(pose(-1, 0, SPEED))[None]
     assert tracker.update(image, depth_a, K, None, instances=empty)[1] == []
     assert tracker.update(image, depth_b, K, T, instances=empty)[1] == []

@@ -7,7 +7,8 @@
    1 outside every potentially dynamic object of either frame (``ego_mask=all``; ``dynamic`` = the release, which
    hides only the truly dynamic ones and therefore selects them first with extra no-grad passes).
 2. **Theta filter** (:func:`mgdepth_core.dynamic.theta_filter`) with the detached loss poses and the teacher's
-   depth of frame t−1 (one extra no-grad teacher pass): truly dynamic objects only.
+   depth of frame t−1 (one extra no-grad teacher pass; with ``translation_scale: photometric`` or
+   ``both_directions`` also of the comparison frame, reused by the geometric loss): truly dynamic objects only.
 3. **Object motion** for those objects only (``object_motion_all`` = every potentially dynamic object, Insta-DM):
    :class:`~mgdepth_core.models.object_motion.ObjectMotionNet` on (I_t ⊙ M_k, ego-warped I_s ⊙ warped M_k),
    mid-grey outside, one translation per object and source frame.
@@ -190,15 +191,20 @@ class DynaDM(nn.Module):
             empty = torch.zeros(batch, 1, dtype=torch.long, device=ids[0].device)
             result = ThetaFilterResult(empty, empty.float(), empty.float())
             return Selection(ids, result, torch.zeros(batch, 1, dtype=torch.bool, device=ids[0].device), {})
-        source_depth = self.teacher_depth(model, inputs["color_aug"][-1])
+        depths = {-1: self.teacher_depth(model, inputs["color_aug"][-1])}
         if self.config.extra_distance and 1 in ids:
-            T_compare_source, compare = poses[1] @ geometry.invert_pose(poses[-1]), ids[1]
+            T_compare_source, compare = poses[1] @ geometry.invert_pose(poses[-1]), 1
         else:
-            T_compare_source, compare = geometry.invert_pose(poses[-1]), ids[0]
-        result = theta_filter(ids[0], ids[-1], source_depth, T_compare_source, inputs["K"], compare, self.config,
-                              num_ids)
+            T_compare_source, compare = geometry.invert_pose(poses[-1]), 0
+        extra = {}
+        if self.config.translation_scale == "photometric" or self.config.both_directions:
+            depths[compare] = self.teacher_depth(model, inputs["color_aug"][compare])
+            extra = {"source_image": inputs["color_aug"][-1], "compare_image": inputs["color_aug"][compare],
+                     "compare_depth": depths[compare]}
+        result = theta_filter(ids[0], ids[-1], depths[-1], T_compare_source, inputs["K"], ids[compare], self.config,
+                              num_ids, **extra)
         motion_ids = result.present if self.config.object_motion_all else result.dynamic
-        return Selection(ids, result, motion_ids, {-1: source_depth})
+        return Selection(ids, result, motion_ids, {f: depth for f, depth in depths.items() if f != 0})
 
     def object_translations(self, inputs: dict, selection: Selection, poses: dict[int, torch.Tensor],
                             target_depth: torch.Tensor) -> dict[int, torch.Tensor]:

@@ -42,14 +42,11 @@ DEFAULT_RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results" / "th
 
 
 def run_weights(run: Path) -> tuple[Path, int]:
-    """(weights folder, training steps) of a run folder: its newest ``models/weights_*`` and the step the claim
-    bench recorded (``claim_progress.json``), else the step in the folder name ``weights_<epoch>_<step>``."""
+    """(weights folder, training steps) of a run folder: its newest ``models/weights_<epoch>_<step>`` and the step
+    in that name (a run stopped between evaluation points saved its weights at the step it reached)."""
     folders = sorted((run / "models").glob("weights_*"), key=lambda folder: folder.stat().st_mtime)
     if not folders:
         raise SystemExit(f"{run} holds no weights folder (models/weights_*)")
-    progress = run / "claim_progress.json"
-    if progress.is_file():
-        return folders[-1], int(json.loads(progress.read_text())["steps_reached"])
     return folders[-1], int(folders[-1].name.split("_")[-1])
 
 

@@ -58,6 +58,19 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     "marker_lifetime_s": (0.5, "lifetime of the dynamic-object markers, seconds"),
     "stats_period_s": (1.0, "period of the rate / drop / latency report (log and /diagnostics), seconds"),
     "warning_period_s": (5.0, "a repeated warning of one kind is logged at most once per this period, seconds"),
+    "backend": ("torch", "run the networks in torch, or as exported ONNX graphs on onnxruntime's CPU provider "
+                         "(device cpu)"),
+    "num_threads": (0, "torch CPU threads (and onnxruntime's); 0 = leave the library's setting"),
+    "autocast": ("auto", "mixed precision of the networks: auto (float16 on CUDA, off on the CPU), off, float16, "
+                         "bfloat16 (an approximation: docs/inference.md)"),
+    "compile": ("off", "torch.compile the networks: off, default, reduce-overhead (CUDA graphs on CUDA); the first "
+                       "frames compile them (minutes on a CPU)"),
+    "flow_input_scale": (0.0, "Manydepth2: optical flow on frames resized by this factor (0.5 = a quarter of the "
+                              "pixels, an approximation); 0 = the model's setting"),
+    "cost_volume_bin_step": (1, "matching cost at every Nth depth bin, the others interpolated (an approximation); "
+                                "1 = every bin"),
+    "skip_release_motion": (False, "Manydepth2 official weights (static_reference release): skip the flow and the "
+                                   "teacher, which reach at most 4 pixels of the release's static reference"),
     "dynamic_objects": ("none", "Dyna-DM dynamic objects: none (off) or dyna-dm; true/false also accepted. Fills "
                                 "dynamic_mask and dynamic_objects"),
     "instances_source": ("segmenter", "where instances come from: segmenter (Mask R-CNN in the node) or topic "
@@ -71,10 +84,12 @@ PARAMETERS: dict[str, tuple[object, str]] = {
 DYNAMIC_TYPED = {"dynamic_objects"}  # accepts a bool or a string
 CHOICES = {"transport": ("raw", "compressed"), "input_reliability": RELIABILITY_MODES,
            "instances_source": ("segmenter", "topic"), "scale_source": ("fixed", "camera_height", "odometry"),
-           "mask_encoding": ("16UC1", "mono8")}
+           "mask_encoding": ("16UC1", "mono8"), "backend": ("torch", "onnxruntime"),
+           "autocast": ("auto", "off", "float16", "bfloat16"), "compile": ("off", "default", "reduce-overhead")}
 MINIMUM = {"queue_depth": 1, "cloud_decimation": 1, "scale_window": 1, "stats_period_s": 0.05, "max_gap_s": 0.0,
            "cloud_min_range": 0.0, "cloud_max_range": 0.0, "colorize_min_depth": 0.0, "colorize_max_depth": 0.0,
-           "marker_lifetime_s": 0.0, "warning_period_s": 0.0}
+           "marker_lifetime_s": 0.0, "warning_period_s": 0.0, "num_threads": 0, "flow_input_scale": 0.0,
+           "cost_volume_bin_step": 1}
 # Read for every frame, so a change applies from the next one; every other parameter is read when the node starts
 # (the lifecycle node: on configure).
 LIVE = {"publish_depth", "publish_colorized", "publish_mask", "publish_cloud", "publish_odometry", "publish_objects",
@@ -146,6 +161,10 @@ def estimator_from_parameters(p: dict[str, object], dynamic_config: DynamicObjec
                                             depth_scale=float(p["depth_scale"]), max_gap_s=float(p["max_gap_s"]),
                                             scale_source=p["scale_source"], camera_height_m=float(p["camera_height_m"]),
                                             ground_rows=float(p["ground_rows"]), scale_window=int(p["scale_window"]),
-                                            scale_smoothing=float(p["scale_smoothing"]), **dynamic)
+                                            scale_smoothing=float(p["scale_smoothing"]), backend=p["backend"],
+                                            num_threads=int(p["num_threads"]), autocast=p["autocast"],
+                                            compile=p["compile"], flow_input_scale=float(p["flow_input_scale"]),
+                                            cost_volume_bin_step=int(p["cost_volume_bin_step"]),
+                                            skip_release_motion=bool(p["skip_release_motion"]), **dynamic)
     logger.info(f"estimator: method {p['method']}, weights {weights or 'random init'}, device {p['device']}")
     return estimator

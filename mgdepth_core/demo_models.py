@@ -48,8 +48,8 @@ class DemoModelsConfig:
 
     height: int = option(64, "training and inference height, pixels (multiple of 32)")
     width: int = option(192, "training and inference width, pixels (multiple of 32)")
-    flow_steps: int = option(200, "optical flow network (RAFT-small) training steps")
-    depth_steps: int = option(300, "training steps of Manydepth and of Manydepth2 each")
+    flow_steps: int = option(170, "optical flow network (RAFT-small) training steps")
+    depth_steps: int = option(270, "training steps of Manydepth and of Manydepth2 each")
     automask_warmup_steps: int = option(150, "depth training: teacher loss without auto-masking for the first N "
                                              "steps (from random weights; docs/training.md, the cold start)")
     flow_batch_size: int = option(4, "flow network training batch size, pairs")

@@ -247,7 +247,9 @@ def main(argv: list[str] | None = None) -> int:
         mask = scores["dynamic_mask"]
         print(f"[demo] {method:>10}: abs_rel static {scores['static_abs_rel']} moving {scores['moving_abs_rel']} | "
               f"a1 static {scores['static_a1']} moving {scores['moving_a1']} | dynamic mask precision "
-              f"{mask['object_precision']} recall {mask['object_recall']} | {scores['ms_per_frame']} ms/frame")
+              f"{mask['object_precision']} recall {mask['object_recall']} (objects of at least "
+              f"{mask['min_area_fraction']:.2%} of the frame: {mask['eligible_object_precision']} / "
+              f"{mask['eligible_object_recall']}) | {scores['ms_per_frame']} ms/frame")
     print(f"[demo] MCAP of all topics: {summary['mcap']}  (Foxglove / Lichtblick, or ros2 bag play)")
     print(f"[demo] strips: {summary['strips']}")
     print(f"[demo] summary: {Path(args.output) / 'summary.json'}")

@@ -11,6 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from mgdepth_core.dynamic import DynamicObjectsConfig
 from mgdepth_core.eval.metrics import dynamic_mask_from_instances, evaluate_depth
 
 
@@ -40,11 +41,15 @@ def depth_scores(depths: list[np.ndarray], frames: list[dict]) -> dict:
     return scores
 
 
-def mask_scores(masks: list[np.ndarray | None], frames: list[dict]) -> dict:
+def mask_scores(masks: list[np.ndarray | None], frames: list[dict],
+                min_area_fraction: float = DynamicObjectsConfig().min_area_fraction) -> dict:
     """The dynamic mask against the ground truth from the second frame on (the first has nothing to compare
     with): per object-frame (an object counts as flagged when any of its pixels carries a published id) and per
-    pixel. precision = moving among flagged, recall = flagged among moving; None where undefined."""
-    counts = {"moving": 0, "moving_flagged": 0, "static": 0, "static_flagged": 0}
+    pixel. precision = moving among flagged, recall = flagged among moving; None where undefined. The ``eligible_``
+    counts keep only objects covering at least ``min_area_fraction`` of the frame: the ones Dyna-DM judges (smaller
+    objects are never flagged, by design)."""
+    counts = {f"{prefix}{kind}{suffix}": 0 for prefix in ("", "eligible_") for kind in ("moving", "static")
+              for suffix in ("", "_flagged")}
     pixels = {"true_positive": 0, "flagged": 0, "moving": 0}
     for mask, frame in list(zip(masks, frames))[1:]:
         if mask is None:
@@ -54,9 +59,13 @@ def mask_scores(masks: list[np.ndarray | None], frames: list[dict]) -> dict:
         moving_ids = np.asarray(frame["moving"], dtype=bool)
         flagged = mask > 0
         for instance in (int(i) for i in np.unique(instances) if i):
+            pixels_of_object = instances == instance
             kind = "moving" if moving_ids[instance] else "static"
-            counts[kind] += 1
-            counts[f"{kind}_flagged"] += bool(flagged[instances == instance].any())
+            hit = bool(flagged[pixels_of_object].any())
+            prefixes = ("", "eligible_") if pixels_of_object.mean() >= min_area_fraction else ("",)
+            for prefix in prefixes:
+                counts[f"{prefix}{kind}"] += 1
+                counts[f"{prefix}{kind}_flagged"] += hit
         truth = moving_ids[instances]
         pixels["true_positive"] += int((flagged & truth).sum())
         pixels["flagged"] += int(flagged.sum())
@@ -65,12 +74,15 @@ def mask_scores(masks: list[np.ndarray | None], frames: list[dict]) -> dict:
     def ratio(numerator: int, denominator: int) -> float | None:
         return round(numerator / denominator, 4) if denominator else None
 
-    flagged_objects = counts["moving_flagged"] + counts["static_flagged"]
-    return {**counts,
-            "object_precision": ratio(counts["moving_flagged"], flagged_objects),
-            "object_recall": ratio(counts["moving_flagged"], counts["moving"]),
-            "pixel_precision": ratio(pixels["true_positive"], pixels["flagged"]),
-            "pixel_recall": ratio(pixels["true_positive"], pixels["moving"])}
+    scores = dict(counts)
+    for prefix in ("", "eligible_"):
+        moving_flagged = counts[f"{prefix}moving_flagged"]
+        scores[f"{prefix}object_precision"] = ratio(moving_flagged, moving_flagged + counts[f"{prefix}static_flagged"])
+        scores[f"{prefix}object_recall"] = ratio(moving_flagged, counts[f"{prefix}moving"])
+    scores["pixel_precision"] = ratio(pixels["true_positive"], pixels["flagged"])
+    scores["pixel_recall"] = ratio(pixels["true_positive"], pixels["moving"])
+    scores["min_area_fraction"] = min_area_fraction
+    return scores
 
 
 def mask_to_bgr(mask: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:

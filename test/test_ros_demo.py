@@ -92,3 +92,24 @@ def test_demo_trains_once_compares_both_methods_and_rebuilds_a_corrupt_cache(tmp
     assert second["models"]["cache"] == first["models"]["cache"]
     assert second["methods"]["manydepth2"]["static_abs_rel"] == pytest.approx(
         first["methods"]["manydepth2"]["static_abs_rel"], rel=1e-4)  # the same cached model, the same frames
+
+
+def test_mask_scores_count_objects_pixels_and_eligible_objects_by_hand():
+    """Two frames (the first is never scored), a 10×10 image: a moving object of 20 pixels flagged on 5 of them, a
+    parked object of 4 pixels flagged (below 5 % of the frame: not eligible), a moving object of 2 pixels missed."""
+    from mgdepth_ros.demo_report import mask_scores
+
+    instances = np.zeros((10, 10), np.int32)
+    instances[0:2, :] = 1  # moving, 20 px
+    instances[5:7, 0:2] = 2  # parked, 4 px
+    instances[9, 8:10] = 3  # moving, 2 px
+    frame = {"instances": instances, "moving": np.array([False, True, False, True])}
+    mask = np.zeros((10, 10), np.uint16)
+    mask[0, 0:5] = 7
+    mask[5:7, 0:2] = 9
+    scores = mask_scores([None, mask], [frame, frame], min_area_fraction=0.05)
+    assert (scores["moving"], scores["moving_flagged"], scores["static"], scores["static_flagged"]) == (2, 1, 1, 1)
+    assert scores["object_precision"] == 0.5 and scores["object_recall"] == 0.5
+    assert (scores["eligible_moving"], scores["eligible_moving_flagged"], scores["eligible_static"]) == (1, 1, 0)
+    assert scores["eligible_object_precision"] == 1.0 and scores["eligible_object_recall"] == 1.0
+    assert scores["pixel_precision"] == round(5 / 9, 4) and scores["pixel_recall"] == round(5 / 22, 4)

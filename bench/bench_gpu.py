@@ -88,12 +88,12 @@ def build(name: str, args) -> DepthEstimator:
 
 
 def measure(name: str, args, frames, K) -> dict:
-    if args.device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
     estimator = build(name, args)
     times = []
     for index, image in enumerate(frames[:args.warmup + args.frames]):
+        if index == args.warmup and args.device.startswith("cuda"):  # streaming working set, not the set-up's
+            torch.cuda.reset_peak_memory_stats()
         result = estimator.process(image, K)
         if index > 0 and not result.multi_frame:
             raise RuntimeError("fell back to single-frame depth")

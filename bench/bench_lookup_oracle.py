@@ -55,7 +55,7 @@ def score_run(run: Path, args) -> dict:
         warnings.simplefilter("ignore")
         trainer = Trainer(config, Path(scratch))  # the training step around the run's networks
         trainer.model.load_state_dict(load_weights(weights).state_dict())
-    step, model = trainer.step_module.eval(), trainer.model
+    step = trainer.step_module.eval()
     dataset = SyntheticDynamicDataset(args.test_seeds, args.frames, config.data.height, config.data.width,
                                       [0, -1, 1], with_flow=config.data.exact_flow)
     predictions: dict[str, list[np.ndarray]] = {name: [] for name in LOOKUP_DEPTHS}
@@ -66,13 +66,10 @@ def score_run(run: Path, args) -> dict:
             batch = to_device(default_collate([sample]), trainer.device)
             outputs = step.teacher_pass(batch, trainer.epoch)
             lookup, T_lookup_current, _ = step.matching_inputs(batch)
-            known_flow = {"flow": batch["flow_gt"][-1]} if config.model.flow == "dataset" else {}
             teacher_depth = outputs["teacher_depth"][0]
             depths = {"teacher": teacher_depth, "ground_truth": oracle_depth(teacher_depth, batch["depth_gt"])}
             for name, depth in depths.items():
-                student = model.multi_frame_forward(batch["color_aug"][0], lookup, T_lookup_current, batch["K"],
-                                                    teacher_depth=depth, raw_image=batch["color"][0],
-                                                    raw_lookup=batch["color"][-1], epoch=trainer.epoch, **known_flow)
+                student = step.student_forward(batch, lookup, T_lookup_current, depth, trainer.epoch)
                 predictions[name].append(step.full_resolution_depths(student)[0][0, 0].cpu().numpy())
             truths.append(sample["depth_gt"][0].numpy())
             masks.append(dynamic_mask_from_instances(sample["instances"][0][0].numpy(),

@@ -147,11 +147,8 @@ class TrainingStep(nn.Module):
 
         lookup, T_lookup_current, augmentation_mask = self.matching_inputs(inputs)
         outputs["lookup"], outputs["augmentation_mask"] = lookup, augmentation_mask
-        known_flow = {"flow": inputs["flow_gt"][-1]} if self.config.model.flow == "dataset" else {}
-        outputs["student"] = self.model.multi_frame_forward(
-            inputs["color_aug"][0], lookup, T_lookup_current, inputs["K"],
-            teacher_depth=outputs["teacher_depth"][0].detach(), raw_image=inputs["color"][0],
-            raw_lookup=inputs["color"][-1], epoch=epoch, **known_flow)
+        outputs["student"] = self.student_forward(inputs, lookup, T_lookup_current,
+                                                  outputs["teacher_depth"][0].detach(), epoch)
         outputs["student_depth"] = self.full_resolution_depths(outputs["student"])
         outputs["trust_mask"] = self.trust_mask(outputs["student"], outputs["teacher_depth"][0])
 
@@ -178,6 +175,16 @@ class TrainingStep(nn.Module):
             outputs["teacher"] = self.model.teacher_forward(inputs["color_aug"][0])
         outputs["teacher_depth"] = self.full_resolution_depths(outputs["teacher"])
         return outputs
+
+    def student_forward(self, inputs: dict, lookup: torch.Tensor, T_lookup_current: torch.Tensor,
+                        teacher_depth: torch.Tensor, epoch: int = 0) -> dict:
+        """The multi-frame network on the sample (step 2): ``lookup`` and ``T_lookup_current`` from
+        :meth:`matching_inputs`, ``teacher_depth`` (B×1×H×W, no gradient) for Manydepth2's static reference, the
+        sample's exact flow with ``model.flow: dataset``."""
+        known_flow = {"flow": inputs["flow_gt"][-1]} if self.config.model.flow == "dataset" else {}
+        return self.model.multi_frame_forward(inputs["color_aug"][0], lookup, T_lookup_current, inputs["K"],
+                                              teacher_depth=teacher_depth, raw_image=inputs["color"][0],
+                                              raw_lookup=inputs["color"][-1], epoch=epoch, **known_flow)
 
     # ----------------------------------------------------------------------------------------------------------
     def loss_poses(self, inputs: dict) -> dict[int, torch.Tensor]:

@@ -3,12 +3,15 @@ describe. config/depth.yaml carries the same defaults; docs/ros.md lists them.""
 
 from __future__ import annotations
 
+import typing
+
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.impl.rcutils_logger import RcutilsLogger
 from rclpy.node import Node
 
 from mgdepth_core.config import to_dict
 from mgdepth_core.dynamic import DynamicObjectsConfig
+from mgdepth_core.inference import DepthEstimator, EstimatorConfig
 from mgdepth_ros.qos import RELIABILITY_MODES
 
 # name: (default, description)
@@ -84,8 +87,9 @@ PARAMETERS: dict[str, tuple[object, str]] = {
 DYNAMIC_TYPED = {"dynamic_objects"}  # accepts a bool or a string
 CHOICES = {"transport": ("raw", "compressed"), "input_reliability": RELIABILITY_MODES,
            "instances_source": ("segmenter", "topic"), "scale_source": ("fixed", "camera_height", "odometry"),
-           "mask_encoding": ("16UC1", "mono8"), "backend": ("torch", "onnxruntime"),
-           "autocast": ("auto", "off", "float16", "bfloat16"), "compile": ("off", "default", "reduce-overhead")}
+           "mask_encoding": ("16UC1", "mono8"),
+           **{name: typing.get_args(typing.get_type_hints(EstimatorConfig)[name])  # the estimator's own choices
+              for name in ("backend", "autocast", "compile")}}
 MINIMUM = {"queue_depth": 1, "cloud_decimation": 1, "scale_window": 1, "stats_period_s": 0.05, "max_gap_s": 0.0,
            "cloud_min_range": 0.0, "cloud_max_range": 0.0, "colorize_min_depth": 0.0, "colorize_max_depth": 0.0,
            "marker_lifetime_s": 0.0, "warning_period_s": 0.0, "num_threads": 0, "flow_input_scale": 0.0,
@@ -150,8 +154,6 @@ def dynamic_objects_config(p: dict[str, object]) -> DynamicObjectsConfig | None:
 def estimator_from_parameters(p: dict[str, object], dynamic_config: DynamicObjectsConfig | None,
                               logger: RcutilsLogger):
     """The DepthEstimator that parameters ``p`` describe (weights loaded onto ``device``)."""
-    from mgdepth_core.inference import DepthEstimator
-
     weights = p["weights"] or None
     if weights is None:
         logger.warning("NO WEIGHTS GIVEN (parameter 'weights'): the network is randomly initialised and its depth "
